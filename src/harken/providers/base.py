@@ -1,0 +1,97 @@
+"""Provider interfaces: small Protocols the runner drives, one per kind of job.
+
+Each provider is one small class implementing one of these. Engines (the loaded models) are
+shared by all sessions of a process; a provider instance is cheap and per-configuration.
+Providers raise :class:`harken.errors.ProviderError` (``retryable`` says whether a fallback may
+help); third-party exceptions are translated at this boundary with ``raise ... from exc``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from harken.protocol.settings import FunctionDef
+from harken.session.effects import ChatMessage, ToolCall
+
+Int16Array = npt.NDArray[np.int16]
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a provider can do; the registry and runner read these."""
+
+    streaming: bool = False  # yields output incrementally
+    tools: bool = False  # LLM: can call functions
+    sample_rate: int = 16000  # VAD/STT: input rate it wants; TTS: native output rate
+    languages: tuple[str, ...] = ("en",)
+
+
+@runtime_checkable
+class VADStream(Protocol):
+    """Per-session voice activity state over a stream of 16 kHz int16 frames."""
+
+    frame_samples: int
+
+    def probability(self, frame: Int16Array) -> float:
+        """Speech probability of exactly ``frame_samples`` samples."""
+        ...
+
+
+@runtime_checkable
+class VAD(Protocol):
+    capabilities: Capabilities
+
+    def stream(self) -> VADStream: ...
+
+
+@runtime_checkable
+class STT(Protocol):
+    capabilities: Capabilities
+
+    async def transcribe(self, pcm16k: Int16Array, *, language: str | None = None) -> str: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LLMText:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class LLMToolCalls:
+    calls: tuple[ToolCall, ...]
+
+
+LLMOutput = LLMText | LLMToolCalls
+
+
+@runtime_checkable
+class LLM(Protocol):
+    capabilities: Capabilities
+
+    def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        functions: Sequence[FunctionDef] = (),
+        *,
+        temperature: float | None = None,
+    ) -> AsyncIterator[LLMOutput]:
+        """Stream text deltas, or one ``LLMToolCalls`` when the model asks for tools."""
+        ...
+
+    async def prime(self, messages: Sequence[ChatMessage]) -> None:
+        """Warm caches for a prefix (system prompt); a no-op where meaningless."""
+        ...
+
+
+@runtime_checkable
+class TTS(Protocol):
+    capabilities: Capabilities
+
+    def synthesize(self, text: str) -> AsyncIterator[Int16Array]:
+        """Stream mono int16 audio at ``capabilities.sample_rate``."""
+        ...

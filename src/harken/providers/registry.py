@@ -1,0 +1,188 @@
+"""Provider registry: Settings provider names → loaded engines. The seam where models plug in.
+
+A client names providers the way Deepgram does (``listen: deepgram/nova-3``, ``think:
+open_ai/gpt-4o-mini``, ``speak: deepgram/aura-2-thalia-en``). The config's
+:class:`~harken.config.ModelMap` routes each ``type/model`` (fnmatch patterns, first match wins)
+to an *engine name* such as ``"llm-default"``; :class:`Engines` holds the loaded provider objects
+by engine name. :class:`Registry` answers the session's ``Catalog.problem`` question (can this
+``{type, model}`` be served?) and hands the runner the provider for a job.
+
+Engine sets are built by a loader chosen by ``ServerConfig.providers``:
+
+* ``"testing"``: :func:`testing_engines`, the deterministic fakes of ``providers/testing.py``.
+* ``"embedded"``: ``harken.engines.embedded.load_engines(config) -> Engines`` (faster-whisper,
+  llama.cpp, piper). Until that module exists, loading fails loudly with :class:`ModelError`;
+  it never falls back to the testing providers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any
+
+from harken.config import ModelKind, ServerConfig
+from harken.errors import ModelError
+from harken.protocol.settings import ListenConfig, Provider, SpeakConfig, ThinkConfig
+from harken.providers.base import LLM, STT, TTS, VAD
+
+log = logging.getLogger("harken.registry")
+
+_PATH = {"listen": "agent.listen.provider", "think": "agent.think.provider"}
+_PATH["speak"] = "agent.speak.provider"
+
+
+@dataclass(slots=True)
+class Engines:
+    """Loaded providers by engine name, shared by every session of the process."""
+
+    stt: dict[str, STT] = field(default_factory=dict)
+    llm: dict[str, LLM] = field(default_factory=dict)
+    tts: dict[str, TTS] = field(default_factory=dict)
+    vad: VAD | None = None
+    label: str = ""  # what is loaded, for logs and /healthz
+
+    def names(self, kind: ModelKind) -> tuple[str, ...]:
+        if kind == "listen":
+            return tuple(sorted(self.stt))
+        if kind == "think":
+            return tuple(sorted(self.llm))
+        return tuple(sorted(self.tts))
+
+
+def provider_key(provider: Provider) -> str:
+    """``type/model`` as matched against the model map (``model_id`` counts as the model)."""
+    model = provider.model or provider.options.get("model_id") or ""
+    return f"{provider.type}/{model}"
+
+
+def _kind_of(part: ListenConfig | ThinkConfig | SpeakConfig) -> ModelKind:
+    if isinstance(part, ListenConfig):
+        return "listen"
+    if isinstance(part, ThinkConfig):
+        return "think"
+    return "speak"
+
+
+class Registry:
+    """Routes Settings providers to loaded engines. Implements the session's ``Catalog``."""
+
+    def __init__(self, config: ServerConfig, engines: Engines) -> None:
+        self._models = config.models
+        self.engines = engines
+
+    def route(self, kind: ModelKind, provider: Provider) -> str | None:
+        """The engine name for ``provider`` (first matching pattern), or None.
+
+        A provider without a ``type`` (the SDK's bare ``"speak": {}``) asks for the server's
+        default: the engine of the first route whose engine is loaded.
+        """
+        if not provider.type:
+            loaded = set(self.engines.names(kind))
+            return next((e for _, e in self._models.routes(kind) if e in loaded), None)
+        key = provider_key(provider)
+        for pattern, engine in self._models.routes(kind):
+            if fnmatchcase(key, pattern):
+                return engine
+        return None
+
+    def available(self, kind: ModelKind) -> tuple[str, ...]:
+        """Patterns of ``kind`` whose engine is loaded, in routing order."""
+        loaded = set(self.engines.names(kind))
+        return tuple(dict.fromkeys(p for p, e in self._models.routes(kind) if e in loaded))
+
+    def problem(self, part: ListenConfig | ThinkConfig | SpeakConfig) -> str | None:
+        """None if ``part`` can be served, else an INVALID_SETTINGS description."""
+        kind = _kind_of(part)
+        if isinstance(part, ThinkConfig | SpeakConfig) and part.endpoint is not None:
+            return (
+                f"agent.{kind}.endpoint is not supported yet by this server; remove it to use a "
+                f"local model (available {kind} providers: {self._list(kind)})"
+            )
+        name = provider_key(part.provider).rstrip("/")
+        engine = self.route(kind, part.provider)
+        if engine is None:
+            return (
+                f"{_PATH[kind]} {name!r} is not available on this server; "
+                f"available: {self._list(kind)}"
+            )
+        if engine not in self.engines.names(kind):
+            return (
+                f"{_PATH[kind]} {name!r} maps to engine {engine!r}, which is not loaded "
+                f"(loaded: {', '.join(self.engines.names(kind)) or 'none'})"
+            )
+        return None
+
+    def _list(self, kind: ModelKind) -> str:
+        return ", ".join(self.available(kind)) or "none"
+
+    def _engine(self, kind: ModelKind, provider: Provider, table: dict[str, Any]) -> Any:
+        engine = self.route(kind, provider)
+        if engine is None or engine not in table:
+            # The session checks problem() before starting jobs; reaching this is a bug there
+            # or a config changed underneath; a clear ModelError beats a KeyError.
+            raise ModelError(f"{_PATH[kind]} {provider_key(provider)!r} has no loaded engine")
+        return table[engine]
+
+    def stt(self, listen: ListenConfig | None) -> STT:
+        if listen is None:  # no listen block: the first loaded speech-to-text engine
+            if not self.engines.stt:
+                raise ModelError("no speech-to-text engine is loaded")
+            return self.engines.stt.get("stt-default") or next(iter(self.engines.stt.values()))
+        return self._engine("listen", listen.provider, self.engines.stt)  # type: ignore[no-any-return]
+
+    def llm(self, think: ThinkConfig) -> LLM:
+        return self._engine("think", think.provider, self.engines.llm)  # type: ignore[no-any-return]
+
+    def tts(self, speak: SpeakConfig) -> TTS:
+        return self._engine("speak", speak.provider, self.engines.tts)  # type: ignore[no-any-return]
+
+
+# ------------------------------------------------------------------------------- loaders
+
+
+def testing_engines(config: ServerConfig) -> Engines:
+    """The deterministic fakes; never used unless ``providers = "testing"``."""
+    from harken.providers import testing
+
+    log.warning(testing.TESTING_BANNER)
+    return Engines(
+        stt={"stt-default": testing.SilenceSTT()},
+        llm={"llm-default": testing.EchoLLM()},
+        tts={"tts-default": testing.ToneTTS()},
+        vad=testing.EnergyVAD(),
+        label="testing",
+    )
+
+
+def embedded_engines(config: ServerConfig) -> Engines:
+    """Local models through ``harken.engines.embedded``; fails loudly if they are missing."""
+    try:
+        module = importlib.import_module("harken.engines.embedded")
+    except ModuleNotFoundError as exc:
+        if exc.name != "harken.engines.embedded":
+            raise ModelError(
+                f"embedded engines need a package that is missing: {exc.name}"
+            ) from exc
+        raise ModelError(
+            "the embedded models are not installed yet: this build of harken has no local "
+            "speech/LLM/voice engines. Use `--providers testing` to run the protocol with "
+            "deterministic test providers (echo replies and beeps, not a real agent)."
+        ) from exc
+    loader: Callable[[ServerConfig], Engines] = module.load_engines
+    return loader(config)
+
+
+LOADERS: dict[str, Callable[[ServerConfig], Engines]] = {
+    "testing": testing_engines,
+    "embedded": embedded_engines,
+}
+
+
+def load_registry(config: ServerConfig) -> Registry:
+    """Load the engines ``config.providers`` names (blocking; may take long) → Registry."""
+    engines = LOADERS[config.providers](config)
+    return Registry(config, engines)

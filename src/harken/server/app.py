@@ -1,0 +1,223 @@
+"""The harken server: the websockets listener, provider loading, sessions, graceful shutdown.
+
+:class:`HarkenServer` is usable from tests (``await server.start()`` on port 0, then
+``await server.shutdown()``); :func:`serve` is what ``harken serve`` runs: it installs SIGTERM
+and SIGINT handlers that stop accepting, send every live session
+``Error{SERVER_GOING_AWAY}`` and a close with 1000, and return 0 within ``shutdown_grace``
+seconds (plus a short close timeout).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from typing import cast
+
+from websockets.asyncio.server import Server, ServerConnection
+from websockets.asyncio.server import serve as ws_serve
+
+from harken.config import ServerConfig
+from harken.errors import HarkenError
+from harken.protocol import codes
+from harken.providers.registry import Registry, load_registry
+from harken.server.connection import Pump
+from harken.server.http import Routes
+from harken.server.metrics import Metrics
+from harken.server.runner import Runner
+from harken.server.transport import HarkenConnection
+from harken.session.session import Session, SessionLimits
+
+log = logging.getLogger("harken.server")
+
+CLOSE_TIMEOUT = 2.0
+TOO_MANY = (
+    "This server already holds its maximum of {n} concurrent sessions; try again later or "
+    "connect to another instance."
+)
+
+
+class HarkenServer:
+    def __init__(self, config: ServerConfig, *, registry: Registry | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.registry = registry
+        self.runner: Runner | None = None
+        self.load_error: str | None = None
+        self._pumps: set[Pump] = set()
+        self._server: Server | None = None
+        self._limits = SessionLimits(
+            idle_timeout=config.idle_timeout,
+            function_call_timeout=config.function_call_timeout,
+            max_duration=config.max_duration,
+            duration_warning=config.duration_warning,
+            strict=config.strict,
+        )
+        self._routes = Routes(config.api_keys, self.metrics, self._health)
+        self._stopping = False
+
+    # ---------------------------------------------------------------- lifecycle
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "server not started"
+        port: int = next(iter(self._server.sockets)).getsockname()[1]
+        return port
+
+    @property
+    def ready(self) -> bool:
+        return self.runner is not None and not self._stopping
+
+    async def start(self, *, load: bool = True) -> None:
+        """Listen, then load the providers (``/healthz`` answers 503 until they are ready).
+
+        Raises :class:`HarkenError` if the providers cannot be loaded (after closing again).
+        """
+        self._announce_auth()
+        self._server = await ws_serve(
+            self._handle,
+            self.config.host,
+            self.config.port,
+            create_connection=HarkenConnection,
+            process_request=self._routes.process_request,
+            process_response=self._routes.process_response,
+            select_subprotocol=self._routes.select_subprotocol,
+            compression=None,  # audio does not compress; zlib state costs ~300 KB a session
+            max_size=self.config.hard_frame_bytes,
+            close_timeout=CLOSE_TIMEOUT,
+            logger=logging.getLogger("harken.websockets"),
+        )
+        log.info("listening on %s:%d", self.config.host, self.port)
+        if load:
+            await self.load()
+
+    async def load(self) -> None:
+        try:
+            registry = self.registry
+            if registry is None:
+                registry = await asyncio.to_thread(load_registry, self.config)
+        except HarkenError as exc:
+            self.load_error = str(exc)
+            log.critical("cannot load providers: %s", exc)
+            await self.shutdown()
+            raise
+        self.registry = registry
+        self.runner = Runner(
+            registry,
+            allow_loopback_functions=self.config.allow_loopback_functions,
+            function_timeout=self.config.function_timeout,
+        )
+        log.info("providers ready (%s)", registry.engines.label or self.config.providers)
+
+    async def shutdown(self) -> None:
+        """Stop accepting; end every session with SERVER_GOING_AWAY; close everything."""
+        if self._server is None:
+            return
+        self._stopping = True
+        self._server.close(close_connections=False)
+        pumps = list(self._pumps)
+        if pumps:
+            log.info("shutting down: telling %d session(s) the server is going away", len(pumps))
+        for pump in pumps:
+            pump.go_away()
+        deadline = self.config.shutdown_grace + CLOSE_TIMEOUT
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(deadline):
+                while self._pumps:
+                    await asyncio.sleep(0.02)
+        for connection in list(self._server.connections):
+            connection.transport.abort()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._server.wait_closed(), CLOSE_TIMEOUT)
+        if self.runner is not None:
+            await self.runner.aclose()
+        self._server = None
+        log.info("server stopped")
+
+    def _announce_auth(self) -> None:
+        if self.config.open_mode:
+            log.warning(
+                "NO API KEYS CONFIGURED: this server is OPEN; anyone who can reach %s:%d can "
+                "use it. Set api_keys (or HARKEN_API_KEYS) to require 'Authorization: Token'.",
+                self.config.host,
+                self.config.port,
+            )
+        else:
+            log.info("authentication on: %d API key(s) configured", len(self.config.api_keys))
+
+    def _health(self) -> tuple[bool, dict[str, object]]:
+        if self.ready and self.registry is not None:
+            label = self.registry.engines.label or self.config.providers
+            return True, {"status": "ok", "providers": label, "sessions": len(self._pumps)}
+        if self._stopping:
+            return False, {"status": "stopping"}
+        if self.load_error is not None:
+            return False, {"status": "error", "detail": self.load_error}
+        return False, {"status": "loading"}
+
+    # ---------------------------------------------------------------- sessions
+
+    async def _handle(self, connection: ServerConnection) -> None:
+        ws = cast(HarkenConnection, connection)
+        runner = self.runner
+        if runner is None:  # only if the server stopped between the handshake and now
+            return
+        loop = asyncio.get_running_loop()
+        session = Session(
+            generation=ws.generation,
+            request_id=ws.request_id,
+            now=loop.time(),
+            limits=self._limits,
+            catalog=self.registry,
+        )
+        pump = Pump(ws, session, runner, self.config, self.metrics)
+        if len(self._pumps) >= self.config.max_sessions or self._stopping:
+            log.warning("session cap of %d reached; refusing a session", self.config.max_sessions)
+            if self._stopping:
+                pump.go_away()
+            else:
+                pump.stop(codes.TOO_MANY_SESSIONS, TOO_MANY.format(n=self.config.max_sessions))
+            await pump.run()
+            return
+        self._pumps.add(pump)
+        self.metrics.sessions_active += 1
+        self.metrics.sessions_total[ws.generation.value] += 1
+        try:
+            await pump.run()
+        except Exception:
+            log.exception("session %s ended with an unexpected error", session.request_id)
+        finally:
+            self._pumps.discard(pump)
+            self.metrics.sessions_active -= 1
+
+
+async def serve(config: ServerConfig) -> int:
+    """Run until SIGTERM/SIGINT; returns the process exit code (0 after a clean shutdown)."""
+    server = HarkenServer(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    starting = asyncio.create_task(server.start())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({starting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    if not starting.done():  # a signal while the providers were still loading
+        log.info("signal received during start-up; stopping")
+        starting.cancel()
+        with contextlib.suppress(BaseException):
+            await starting
+        await server.shutdown()
+        return 0
+    failure = starting.exception()
+    if failure is not None:
+        if isinstance(failure, OSError):
+            log.critical("cannot listen on %s:%d: %s", config.host, config.port, failure)
+        elif not isinstance(failure, HarkenError):  # HarkenError was logged where raised
+            log.critical("start-up failed", exc_info=failure)
+        stopping.cancel()
+        return 1
+    await stopping
+    log.info("signal received; shutting down")
+    await server.shutdown()
+    return 0

@@ -1,0 +1,312 @@
+"""The pump: moves bytes and time between one WebSocket and one sans-I/O :class:`Session`.
+
+One task group per connection holds three kinds of task:
+
+* the **receiver** reads client frames, applies the frame limits and feeds each frame to the
+  session at once (``receive_text`` / ``receive_audio`` with ``now``);
+* **job tasks** run provider jobs and feed their events to the session (``receive_provider``);
+* the **executor** (the body of :meth:`Pump.run`) executes the session's effects in order and,
+  when there is nothing to do, sleeps until ``session.next_deadline()`` and ticks.
+
+Session calls are synchronous and every call's effects are appended to one bounded queue right
+away, so effects keep the order in which the session produced them whichever task fed it. When
+the queue is long (a slow client), the receiver and the jobs wait for room: backpressure.
+
+A session that raises never takes the server down: the traceback is logged, the client gets
+``Error{INTERNAL_SERVER_ERROR}`` and a close with 1000, and only this connection ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed
+
+from harken.config import ServerConfig
+from harken.protocol import codes
+from harken.protocol import messages as m
+from harken.protocol.codec import encode_server
+from harken.server.limits import FrameLimits, Violation
+from harken.server.metrics import Metrics
+from harken.server.runner import Runner
+from harken.server.transport import INVALID_UTF8, BadFrame, HarkenConnection
+from harken.session.effects import (
+    CancelJob,
+    CloseConnection,
+    Effect,
+    Job,
+    JobFailed,
+    ProviderEvent,
+    SendAudio,
+    SendMessage,
+    StartJob,
+)
+from harken.session.session import Session
+
+log = logging.getLogger("harken.connection")
+
+HIGH_WATER, LOW_WATER = 128, 32  # queued effects
+RECHECK = 0.05  # seconds: how stale an audio-driven deadline may get before a re-plan
+GOING_AWAY = "The server is shutting down; reconnect to another instance."
+INTERNAL = "The server hit an internal error while handling this session; it has been logged."
+
+
+class Pump:
+    """Runs one agent session over one connection until either side closes it."""
+
+    def __init__(
+        self,
+        ws: HarkenConnection,
+        session: Session,
+        runner: Runner,
+        config: ServerConfig,
+        metrics: Metrics,
+    ) -> None:
+        self.ws = ws
+        self.session = session
+        self._runner = runner
+        self._metrics = metrics
+        self._loop = asyncio.get_running_loop()
+        self._limits = FrameLimits(config, self._loop.time())
+        self._pending: deque[Effect] = deque()
+        self._wake = asyncio.Event()
+        self._room = asyncio.Event()
+        self._room.set()
+        self._jobs: dict[int, asyncio.Task[None]] = {}
+        self._tg: asyncio.TaskGroup | None = None
+        self._sleeping_until: float | None = None
+        self._recheck_at = 0.0
+        self._ticked: float | None = None
+        self._format_known = False
+        self._broken = False  # the session raised and could not even fail cleanly
+        self._lost = False
+        self._closed = False
+
+    # ---------------------------------------------------------------- inputs (synchronous)
+
+    def stop(self, code: str, description: str) -> None:
+        """End the session with ``Error{code}`` and a close (e.g. session cap, shutdown)."""
+        self._call(self.session.fail, code, description)
+
+    def go_away(self) -> None:
+        self.stop(codes.SERVER_GOING_AWAY, GOING_AWAY)
+
+    def _call(self, method: Callable[..., None], *args: Any, throttle: bool = False) -> None:
+        """Feed one input to the session and queue its effects. Never raises.
+
+        If the input produced no effect but moved the session's next deadline earlier, the
+        executor is woken to re-plan its sleep; with ``throttle`` (audio frames, the hot path)
+        that check runs at most every ``RECHECK`` seconds.
+        """
+        if self._broken:
+            return
+        now = self._loop.time()
+        try:
+            method(*args, now)
+            effects = self.session.effects()
+        except Exception:
+            log.exception("session %s failed in %s", self.session.request_id, method.__name__)
+            effects = self._crash(now)
+        if effects:
+            self._pending.extend(effects)
+            if len(self._pending) > HIGH_WATER:
+                self._room.clear()
+            self._wake.set()
+        elif self._sleeping_until is not None and (not throttle or now >= self._recheck_at):
+            self._recheck_at = now + RECHECK
+            deadline = self.session.next_deadline()
+            if deadline is not None and deadline < self._sleeping_until:
+                self._wake.set()
+
+    def _crash(self, now: float) -> list[Effect]:
+        """The session raised: end it the normal way if it still can, else by hand."""
+        effects: list[Effect] = []
+        try:
+            self.session.fail(codes.INTERNAL_SERVER_ERROR, INTERNAL, now)
+            effects = self.session.effects()
+        except Exception:
+            log.exception("session %s could not fail cleanly", self.session.request_id)
+        if any(isinstance(effect, CloseConnection) for effect in effects):
+            return effects
+        self._broken = True
+        error = m.Error(code=codes.INTERNAL_SERVER_ERROR, description=INTERNAL)
+        cancels: list[Effect] = [CancelJob(job_id) for job_id in self._jobs]
+        return [*cancels, SendMessage(error), CloseConnection(1000, codes.INTERNAL_SERVER_ERROR)]
+
+    # ---------------------------------------------------------------- executor
+
+    async def run(self) -> None:
+        async with asyncio.TaskGroup() as tg:
+            self._tg = tg
+            receiver = tg.create_task(self._receive())
+            self._pending.extend(self.session.effects())  # Welcome
+            try:
+                while not (self._closed or (self._lost and not self._pending)):
+                    if self._pending:
+                        effect = self._pending.popleft()
+                        if len(self._pending) <= LOW_WATER:
+                            self._room.set()
+                        await self._apply_safely(effect)
+                    else:
+                        await self._idle()
+            finally:
+                receiver.cancel()
+                for task in self._jobs.values():
+                    task.cancel()
+
+    async def _idle(self) -> None:
+        """Nothing to execute: sleep until woken or until the session's next deadline."""
+        self._wake.clear()
+        deadline = None if self._broken else self.session.next_deadline()
+        if deadline is None:
+            await self._wake.wait()
+            return
+        if deadline <= self._loop.time():
+            if deadline == self._ticked:  # the tick did not move the deadline: do not spin
+                await asyncio.sleep(0.005)
+            self._ticked = deadline
+            self._call(self.session.tick)
+            return
+        self._sleeping_until = deadline
+        try:
+            async with asyncio.timeout_at(deadline):
+                await self._wake.wait()
+        except TimeoutError:
+            pass
+        finally:
+            self._sleeping_until = None
+
+    async def _apply_safely(self, effect: Effect) -> None:
+        try:
+            await self._apply(effect)
+        except Exception:
+            name = type(effect).__name__
+            log.exception("session %s: executing %s failed", self.session.request_id, name)
+            if self._broken:  # failing to fail: drop the connection
+                self._closed = True
+                self.ws.transport.abort()
+                return
+            self._pending.clear()
+            self._pending.extend(self._crash(self._loop.time()))
+
+    async def _apply(self, effect: Effect) -> None:
+        if isinstance(effect, SendAudio):
+            if not self._lost:
+                self._metrics.audio_out_bytes += len(effect.data)
+                await self._send(effect.data)
+        elif isinstance(effect, SendMessage):
+            if not self._lost:
+                self._count(effect.message)
+                for text in encode_server(effect.message, self.session.generation):
+                    await self._send(text)
+        elif isinstance(effect, StartJob):
+            self._start(effect.job)
+        elif isinstance(effect, CancelJob):
+            task = self._jobs.pop(effect.job_id, None)
+            if task is not None:
+                task.cancel()
+        elif isinstance(effect, CloseConnection):
+            self._closed = True
+            if not self._lost:
+                await self.ws.close(effect.code, effect.reason[:120])
+
+    async def _send(self, data: str | bytes) -> None:
+        text = isinstance(data, str)
+        if isinstance(data, str):
+            try:
+                payload = data.encode()
+            except UnicodeEncodeError:  # a lone surrogate the client sent, echoed back
+                log.warning("session %s: unencodable text replaced", self.session.request_id)
+                payload = data.encode("utf-8", "replace")
+        else:
+            payload = data
+        try:
+            await self.ws.send(payload, text=text)
+        except ConnectionClosed:
+            self._connection_lost()
+
+    def _connection_lost(self) -> None:
+        if not self._lost:
+            self._lost = True
+            self._call(self.session.connection_lost)
+            self._wake.set()
+
+    def _count(self, message: m.ServerMessage) -> None:
+        if isinstance(message, m.Error):
+            self._metrics.errors[message.code] += 1
+        elif isinstance(message, m.Warning):
+            self._metrics.warnings[message.code] += 1
+
+    # ---------------------------------------------------------------- jobs
+
+    def _start(self, job: Job) -> None:
+        assert self._tg is not None
+        task = self._tg.create_task(self._runner.run(job, self._emit))
+        self._jobs[job.job_id] = task
+        task.add_done_callback(lambda done: self._forget(job.job_id, done))
+
+    def _forget(self, job_id: int, task: asyncio.Task[None]) -> None:
+        if self._jobs.get(job_id) is task:
+            del self._jobs[job_id]
+
+    async def _emit(self, event: ProviderEvent) -> None:
+        if isinstance(event, JobFailed):
+            self._metrics.job_failures[self.session.out.live.get(event.job_id, "unknown")] += 1
+        self._call(self.session.receive_provider, event)
+        if not self._room.is_set():
+            await self._room.wait()
+
+    # ---------------------------------------------------------------- receiver
+
+    async def _receive(self) -> None:
+        """Feed client frames to the session until the connection closes or a limit trips."""
+        session, metrics, loop = self.session, self._metrics, self._loop
+        try:
+            while True:
+                if not self._room.is_set():
+                    await self._room.wait()
+                data = await self.ws.recv_frame()
+                now = loop.time()
+                violation = self._check(data, now)
+                if violation is not None:
+                    self.stop(violation.code, violation.description)
+                    return
+                if isinstance(data, str):
+                    self._call(session.receive_text, data)
+                    if not self._format_known and session.settings is not None:
+                        self._declared_format(now)
+                elif isinstance(data, bytes):
+                    self._call(session.receive_audio, data, throttle=True)
+                metrics.frame_seconds.observe(loop.time() - now)
+        except ConnectionClosed:
+            self._connection_lost()
+        except Exception:
+            log.exception("receiver of session %s failed", self.session.request_id)
+            self.stop(codes.INTERNAL_SERVER_ERROR, INTERNAL)
+
+    def _declared_format(self, now: float) -> None:
+        assert self.session.settings is not None
+        self._format_known = True
+        given = self.session.settings.audio.input
+        self._limits.set_audio_format(given.encoding, given.sample_rate, now)
+
+    def _check(self, data: str | bytes | BadFrame, now: float) -> Violation | None:
+        limits = self._limits
+        if isinstance(data, bytes):
+            self._metrics.client_messages["audio"] += 1
+            self._metrics.audio_in_bytes += len(data)
+            return limits.check_audio(len(data), now)
+        if isinstance(data, str):
+            self._metrics.count_text(data)
+            size = len(data) if len(data) * 4 <= limits.max_frame else len(data.encode())
+            return limits.check_text(size, now)
+        if data is INVALID_UTF8:
+            return Violation(
+                codes.UNPARSABLE_CLIENT_MESSAGE,
+                "Text message received from client is not valid UTF-8.",
+            )
+        return Violation(codes.MESSAGE_TOO_LARGE, "A message arrived in too many fragments.")

@@ -1,0 +1,127 @@
+"""HTTP side of the server: routing of every request before the WebSocket upgrade.
+
+``GET /healthz`` (200 once providers are loaded, else 503), ``GET /metrics`` (Prometheus text),
+``GET /`` and ``/static/<file>`` (the browser page, when present), the two agent WebSocket paths
+(auth → 401 before the upgrade; a fresh ``dg-request-id``), and 404 for anything else. Query
+strings are ignored everywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import cast
+
+from websockets.asyncio.server import ServerConnection
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
+
+from harken.protocol.messages import Generation
+from harken.server import auth
+from harken.server.metrics import Metrics
+from harken.server.transport import HarkenConnection
+
+log = logging.getLogger("harken.server")
+
+WS_PATHS = {"/v1/agent/converse": Generation.GA, "/agent": Generation.EA}
+STATIC_DIR = Path(__file__).parent / "static"
+REQUEST_ID_HEADER = "dg-request-id"
+
+Health = Callable[[], tuple[bool, dict[str, object]]]
+
+
+def respond(status: int, reason: str, body: bytes, content_type: str) -> Response:
+    headers = Headers(
+        [
+            ("Content-Type", content_type),
+            ("Content-Length", str(len(body))),
+            ("Cache-Control", "no-store"),
+            ("Connection", "close"),
+        ]
+    )
+    return Response(status, reason, headers, body)
+
+
+def json_response(status: int, reason: str, payload: dict[str, object]) -> Response:
+    return respond(status, reason, json.dumps(payload).encode(), "application/json")
+
+
+def not_found(path: str) -> Response:
+    return json_response(404, "Not Found", {"err_code": "NOT_FOUND", "err_msg": f"No route {path}"})
+
+
+class Routes:
+    """``process_request`` / ``process_response`` / ``select_subprotocol`` for ``serve()``."""
+
+    def __init__(self, api_keys: Sequence[str], metrics: Metrics, health: Health) -> None:
+        self._keys = tuple(api_keys)
+        self._metrics = metrics
+        self._health = health
+
+    def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if len(path) > 1:
+            path = path.rstrip("/")
+        generation = WS_PATHS.get(path)
+        if generation is not None:
+            return self._agent(cast(HarkenConnection, connection), request, generation)
+        if path == "/healthz":
+            ok, payload = self._health()
+            return json_response(200 if ok else 503, "OK" if ok else "Service Unavailable", payload)
+        if path == "/metrics":
+            return respond(200, "OK", self._metrics.render(), self._metrics.content_type)
+        if path in ("/", "/index.html") or path.startswith("/static/"):
+            return self._static(path)
+        return not_found(path)
+
+    def _agent(
+        self, connection: HarkenConnection, request: Request, generation: Generation
+    ) -> Response | None:
+        if not auth.is_authorized(request.headers, self._keys):
+            log.info("rejected %s: missing or invalid credentials (401)", request.path)
+            return auth.unauthorized()
+        ok, _ = self._health()
+        if not ok:
+            return json_response(
+                503,
+                "Service Unavailable",
+                {"err_code": "NOT_READY", "err_msg": "The server is still loading its models."},
+            )
+        connection.request_id = str(uuid.uuid4())
+        connection.generation = generation
+        return None  # let websockets perform (or refuse) the upgrade
+
+    def process_response(
+        self, connection: ServerConnection, request: Request, response: Response
+    ) -> Response | None:
+        request_id = getattr(connection, "request_id", "")
+        if request_id:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return None
+
+    def select_subprotocol(
+        self, connection: ServerConnection, offered: Sequence[Subprotocol]
+    ) -> Subprotocol | None:
+        chosen = auth.select_scheme(offered)
+        return Subprotocol(chosen) if chosen is not None else None
+
+    def _static(self, path: str) -> Response:
+        name = "index.html" if path in ("/", "/index.html") else path[len("/static/") :]
+        root = STATIC_DIR.resolve()
+        target = (root / name).resolve()
+        if root not in target.parents or not target.is_file():
+            if path == "/":
+                text = (
+                    "harken voice agent server\n"
+                    "WebSocket: /v1/agent/converse (GA), /agent (early access)\n"
+                    "Health: /healthz  Metrics: /metrics\n"
+                )
+                return respond(200, "OK", text.encode(), "text/plain; charset=utf-8")
+            return not_found(path)
+        content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        return respond(200, "OK", target.read_bytes(), content_type)

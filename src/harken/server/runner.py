@@ -1,0 +1,228 @@
+"""Runs the session's provider jobs and reports their output as provider events.
+
+One :meth:`Runner.run` call per ``StartJob`` effect, inside the connection's task group; the pump
+cancels the task on ``CancelJob``. ``run`` never raises (except ``CancelledError``): provider
+failures become ``JobFailed`` with the provider's ``retryable`` flag, and unexpected exceptions
+are logged with their traceback and reported as a non-retryable ``JobFailed``.
+
+===============  ==========================================================================
+job              events emitted
+===============  ==========================================================================
+TranscribeJob    ``Transcript``, then ``JobDone``
+ThinkJob         ``TextDelta``\\* / ``ToolCalls``, then ``JobDone``
+SpeakJob         ``AudioChunk``\\* (20-40 ms frames, output rate and encoding), then ``JobDone``
+PrimeJob         ``JobDone``
+FunctionJob      ``FunctionResult``
+===============  ==========================================================================
+
+Think and speak carry fallback lists: when a config fails *before producing any output* with a
+retryable error, the next config is tried and the client hears a ``JobWarning``
+(``THINK_REQUEST_FAILED`` / ``SPEAK_REQUEST_FAILED``) saying so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import httpx
+import numpy as np
+
+from harken.errors import ProviderError
+from harken.protocol import audio
+from harken.protocol.codes import SPEAK_REQUEST_FAILED, THINK_REQUEST_FAILED
+from harken.protocol.settings import AudioOutput, SpeakConfig, ThinkConfig
+from harken.providers.base import Int16Array, LLMText
+from harken.providers.registry import Registry
+from harken.server.functions import call_function
+from harken.session.effects import (
+    AudioChunk,
+    FunctionJob,
+    FunctionResult,
+    Job,
+    JobDone,
+    JobFailed,
+    JobWarning,
+    PrimeJob,
+    ProviderEvent,
+    SpeakJob,
+    TextDelta,
+    ThinkJob,
+    ToolCalls,
+    TranscribeJob,
+    Transcript,
+)
+
+log = logging.getLogger("harken.runner")
+
+Emit = Callable[[ProviderEvent], Awaitable[None]]
+C = TypeVar("C", ThinkConfig, SpeakConfig)
+FRAME_MS = 40
+
+
+class Runner:
+    """Executes jobs with the registry's providers. One per server; stateless per job."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        allow_loopback_functions: bool = False,
+        function_timeout: float = 10.0,
+        http: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.registry = registry
+        self.allow_loopback_functions = allow_loopback_functions
+        self.function_timeout = function_timeout
+        self._http = http
+        self._own_http = http is None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        return self._http
+
+    async def aclose(self) -> None:
+        if self._own_http and self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    async def run(self, job: Job, emit: Emit) -> None:
+        """Run ``job`` to completion, reporting through ``emit``. Never raises (but cancels)."""
+        try:
+            await self._dispatch(job, emit)
+        except ProviderError as exc:
+            log.info("%s job %d failed: %s", job.kind, job.job_id, exc)
+            await emit(JobFailed(job.job_id, str(exc), exc.retryable))
+        except Exception:
+            log.exception("%s job %d crashed", job.kind, job.job_id)
+            await emit(JobFailed(job.job_id, f"internal error in the {job.kind} provider"))
+
+    async def _dispatch(self, job: Job, emit: Emit) -> None:
+        if isinstance(job, TranscribeJob):
+            await self._transcribe(job, emit)
+        elif isinstance(job, ThinkJob):
+            await self._fallbacks(job, job.think, emit, lambda c, e: self._think(job, c, e))
+        elif isinstance(job, SpeakJob):
+            await self._fallbacks(job, job.speak, emit, lambda c, e: self._speak(job, c, e))
+        elif isinstance(job, PrimeJob):
+            await self._prime(job, emit)
+        else:
+            await self._function(job, emit)
+
+    async def _fallbacks(
+        self,
+        job: ThinkJob | SpeakJob,
+        configs: Sequence[C],
+        emit: Emit,
+        attempt: Callable[[C, Emit], Awaitable[None]],
+    ) -> None:
+        if not configs:
+            raise ProviderError("no provider is configured for this job")
+        produced = False
+
+        async def tracked(event: ProviderEvent) -> None:
+            nonlocal produced
+            produced = True
+            await emit(event)
+
+        for index, config in enumerate(configs):
+            try:
+                await attempt(config, tracked)
+            except ProviderError as exc:
+                if produced or not exc.retryable or index == len(configs) - 1:
+                    await emit(JobFailed(job.job_id, str(exc), exc.retryable))
+                    return
+                log.warning("%s job %d: provider %d failed: %s", job.kind, job.job_id, index, exc)
+                code = THINK_REQUEST_FAILED if job.kind == "think" else SPEAK_REQUEST_FAILED
+                description = (
+                    f"The {job.kind} provider {index + 1} failed ({exc}); "
+                    f"falling back to provider {index + 2}."
+                )
+                await emit(JobWarning(job.job_id, code, description))
+                continue
+            await emit(JobDone(job.job_id))
+            return
+
+    async def _think(self, job: ThinkJob, config: ThinkConfig, emit: Emit) -> None:
+        llm = self.registry.llm(config)
+        temperature = config.provider.options.get("temperature")
+        if not isinstance(temperature, int | float) or isinstance(temperature, bool):
+            temperature = None
+        stream = llm.stream(job.messages, job.functions, temperature=temperature)
+        async for output in stream:
+            if isinstance(output, LLMText):
+                if output.text:
+                    await emit(TextDelta(job.job_id, output.text))
+            else:
+                await emit(ToolCalls(job.job_id, output.calls))
+
+    async def _speak(self, job: SpeakJob, config: SpeakConfig, emit: Emit) -> None:
+        tts = self.registry.tts(config)
+        frames = _Framer(job.output)
+        source = tts.synthesize(job.text)
+        async for data in _resampled(source, tts.capabilities.sample_rate, job.output.sample_rate):
+            for frame in frames.push(audio.encode_output(data, job.output.encoding)):
+                await emit(AudioChunk(job.job_id, frame))
+        tail = frames.flush()
+        if tail:
+            await emit(AudioChunk(job.job_id, tail))
+
+    async def _transcribe(self, job: TranscribeJob, emit: Emit) -> None:
+        stt = self.registry.stt(job.listen)
+        language = job.listen.provider.options.get("language") if job.listen else None
+        pcm = np.frombuffer(job.pcm16k, dtype=np.int16)
+        text = await stt.transcribe(pcm, language=language if isinstance(language, str) else None)
+        await emit(Transcript(job.job_id, text.strip()))
+        await emit(JobDone(job.job_id))
+
+    async def _prime(self, job: PrimeJob, emit: Emit) -> None:
+        if job.think:
+            await self.registry.llm(job.think[0]).prime(job.messages)
+        await emit(JobDone(job.job_id))
+
+    async def _function(self, job: FunctionJob, emit: Emit) -> None:
+        content = await call_function(
+            self.http,
+            job.function,
+            job.arguments,
+            allow_loopback=self.allow_loopback_functions,
+            timeout=self.function_timeout,
+        )
+        await emit(FunctionResult(job.job_id, content))
+
+
+async def _resampled(
+    source: AsyncIterator[Int16Array], from_rate: int, to_rate: int
+) -> AsyncIterator[Int16Array]:
+    """Stream-resample int16 chunks, keeping filter state (no clicks at chunk boundaries)."""
+    resampler = audio.StreamResampler(from_rate, to_rate, np.int16)
+    async for chunk in source:
+        out = resampler.process(chunk)
+        if len(out):
+            yield out
+    out = resampler.flush()
+    if len(out):
+        yield out
+
+
+class _Framer:
+    """Cuts an encoded byte stream into ``FRAME_MS`` frames, sample-aligned."""
+
+    def __init__(self, output: AudioOutput) -> None:
+        self.size = max(1, audio.frame_bytes(output.encoding, output.sample_rate, FRAME_MS))
+        self._buffer = bytearray()
+
+    def push(self, data: bytes) -> list[bytes]:
+        self._buffer.extend(data)
+        count = len(self._buffer) // self.size
+        frames = [bytes(self._buffer[i * self.size : (i + 1) * self.size]) for i in range(count)]
+        del self._buffer[: count * self.size]
+        return frames
+
+    def flush(self) -> bytes:
+        tail = bytes(self._buffer)
+        self._buffer.clear()
+        return tail

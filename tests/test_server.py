@@ -1,0 +1,330 @@
+"""The server on loopback with a real websockets client: paths, handshake, auth, HTTP routes,
+limits, idle timeout, session cap, internal errors, graceful shutdown."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+from conftest import (
+    EA,
+    GA,
+    LogWatch,
+    ServerThread,
+    closing_error,
+    harken_config,
+    open_ws,
+    recv_json,
+    recv_until,
+    start_session,
+    still_answers,
+)
+from harken.server.app import HarkenServer
+
+pytestmark = pytest.mark.loopback
+
+
+def http_get(url: str) -> tuple[int, str, dict[str, str]]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode(), dict(response.headers)
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(), dict(exc.headers)
+
+
+# ------------------------------------------------------------------------------- handshake
+
+
+def test_ga_welcome_first_with_request_id_and_header(server: ServerThread) -> None:
+    with open_ws(server, GA) as ws:
+        welcome = recv_json(ws)
+        assert welcome["type"] == "Welcome"
+        assert uuid.UUID(welcome["request_id"]).version == 4
+        assert ws.response is not None
+        assert ws.response.headers["dg-request-id"] == welcome["request_id"]
+        assert ws.subprotocol is None
+
+
+def test_ea_welcome_has_session_id(server: ServerThread) -> None:
+    with start_session(server, EA) as ws:
+        ws.send(json.dumps({"type": "UpdateInstructions", "instructions": "Be brief."}))
+        assert recv_json(ws)["type"] == "InstructionsUpdated"
+    with open_ws(server, EA) as ws:
+        welcome = recv_json(ws)
+        assert set(welcome) == {"type", "session_id"} and welcome["type"] == "Welcome"
+        assert ws.response is not None
+        assert ws.response.headers["dg-request-id"] == welcome["session_id"]
+
+
+def test_settings_sent_before_welcome_is_accepted(server: ServerThread) -> None:
+    from conftest import SETTINGS
+
+    with open_ws(server, GA + "?addon=1&x=y") as ws:  # query strings are ignored
+        ws.send(json.dumps(SETTINGS, indent=4))  # the SDK sends at once, pretty-printed
+        ws.send(b"\x00\x00" * 320)  # and audio right after
+        assert recv_json(ws)["type"] == "Welcome"
+        assert recv_json(ws)["type"] == "SettingsApplied"
+        still_answers(ws)
+
+
+def test_updates_and_keepalive(server: ServerThread) -> None:
+    with start_session(server) as ws:
+        ws.send(json.dumps({"type": "KeepAlive"}))
+        ws.send(json.dumps({"type": "UpdatePrompt", "prompt": "New prompt."}))
+        assert recv_json(ws)["type"] == "PromptUpdated"  # KeepAlive got no answer
+        speak = {"provider": {"type": "deepgram", "model": "aura-2-luna-en"}}
+        ws.send(json.dumps({"type": "UpdateSpeak", "speak": speak}))
+        assert recv_json(ws)["type"] == "SpeakUpdated"
+        think = {"provider": {"type": "open_ai", "model": "gpt-4o"}, "prompt": "p"}
+        ws.send(json.dumps({"type": "UpdateThink", "think": think}))
+        assert recv_json(ws)["type"] == "ThinkUpdated"
+
+
+def test_a_turn_with_audio(server: ServerThread) -> None:
+    with start_session(server) as ws:
+        ws.send(json.dumps({"type": "InjectUserMessage", "content": "hello there"}))
+        audio = 0
+        kinds: list[str] = []
+        while "AgentAudioDone" not in kinds:
+            frame = ws.recv(timeout=5)
+            if isinstance(frame, bytes):
+                audio += len(frame)
+            else:
+                kinds.append(json.loads(frame)["type"])
+        assert kinds[0] == "ConversationText" and "AgentStartedSpeaking" in kinds
+        assert audio > 0 and audio % 2 == 0
+
+
+def test_function_call_round_trip(server: ServerThread) -> None:
+    with start_session(server) as ws:
+        ws.send(json.dumps({"type": "InjectUserMessage", "content": "weather in Paris?"}))
+        request = recv_until(ws, "FunctionCallRequest")[-1]
+        call = request["functions"][0]
+        assert call["name"] == "get_weather" and call["client_side"] is True
+        answer = {"type": "FunctionCallResponse", "id": call["id"], "name": call["name"]}
+        ws.send(json.dumps({**answer, "content": '{"temp_c": 21}'}))
+        texts = [m for m in recv_until(ws, "AgentAudioDone") if m["type"] == "ConversationText"]
+        assert any("temp_c" in m["content"] for m in texts)
+
+
+def test_idle_timeout(make_server: Any) -> None:
+    server = make_server(idle_timeout=1.0)
+    with start_session(server) as ws:
+        started = time.monotonic()
+        error, code = closing_error(ws, timeout=5)
+        assert error["code"] == "CLIENT_MESSAGE_TIMEOUT" and code == 1000
+        assert 0.8 < time.monotonic() - started < 5
+
+
+def test_keepalive_resets_idle_timeout(make_server: Any) -> None:
+    server = make_server(idle_timeout=1.0)
+    with start_session(server) as ws:
+        for _ in range(4):
+            time.sleep(0.4)
+            ws.send(json.dumps({"type": "KeepAlive"}))
+        still_answers(ws)
+
+
+# ------------------------------------------------------------------------------- auth
+
+
+@pytest.fixture(scope="module")
+def secured() -> Any:
+    running = ServerThread(harken_config(api_keys=("sekret-1", "sekret-2"))).start()
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize(
+    ("headers", "subprotocols", "echo"),
+    [
+        ({"Authorization": "Token sekret-1"}, None, None),
+        ({"Authorization": "token sekret-2"}, None, None),
+        ({"Authorization": "Bearer sekret-1"}, None, None),
+        ({}, ["token", "sekret-1"], "token"),
+        ({}, ["bearer", "sekret-2"], "bearer"),
+    ],
+)
+def test_auth_accepted(
+    secured: ServerThread, headers: dict[str, str], subprotocols: Any, echo: str | None
+) -> None:
+    with start_session(secured, additional_headers=headers, subprotocols=subprotocols) as ws:
+        assert ws.subprotocol == echo
+
+
+@pytest.mark.parametrize(
+    ("headers", "subprotocols"),
+    [
+        ({}, None),
+        ({"Authorization": "Token wrong"}, None),
+        ({"Authorization": "Basic c2VrcmV0LTE="}, None),
+        ({"Authorization": "Token"}, None),
+        ({}, ["token", "wrong"]),
+        ({}, ["token"]),
+        ({}, ["sekret-1"]),
+    ],
+)
+def test_auth_rejected_with_401(
+    secured: ServerThread, headers: dict[str, str], subprotocols: Any
+) -> None:
+    with pytest.raises(InvalidStatus) as exc:
+        open_ws(secured, additional_headers=headers, subprotocols=subprotocols)
+    assert exc.value.response.status_code == 401
+    assert json.loads(exc.value.response.body)["err_code"] == "INVALID_AUTH"
+
+
+def test_auth_protects_ea_path_but_not_healthz(secured: ServerThread) -> None:
+    with pytest.raises(InvalidStatus):
+        open_ws(secured, EA)
+    assert http_get(secured.http("/healthz"))[0] == 200
+
+
+def test_open_mode_echoes_offered_subprotocol(server: ServerThread) -> None:
+    with open_ws(server, subprotocols=["token", "anything"]) as ws:  # type: ignore[list-item]
+        assert ws.subprotocol == "token"
+        assert recv_json(ws)["type"] == "Welcome"
+
+
+def test_open_mode_is_logged_loudly(make_server: Any, logs: LogWatch) -> None:
+    make_server()
+    assert any("NO API KEYS" in r.getMessage() and r.levelname == "WARNING" for r in logs.records())
+    assert any("TESTING PROVIDERS" in r.getMessage() for r in logs.records())
+
+
+# ------------------------------------------------------------------------------- HTTP
+
+
+def test_healthz_metrics_and_404(server: ServerThread) -> None:
+    status, body, _ = http_get(server.http("/healthz?verbose=1"))
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    with start_session(server) as ws:
+        ws.send(b"\x00" * 640)
+        still_answers(ws)
+    status, body, headers = http_get(server.http("/metrics"))
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    for name in (
+        "harken_sessions_active",
+        'harken_sessions_total{generation="ga"}',
+        'harken_client_messages_total{type="Settings"}',
+        'harken_client_messages_total{type="audio"}',
+        "harken_audio_in_bytes_total",
+        "harken_audio_out_bytes_total",
+        "harken_frame_handling_seconds_bucket",
+        "harken_errors_total",
+    ):
+        assert name in body, name
+    assert http_get(server.http("/nope"))[0] == 404
+    assert http_get(server.http("/static/../app.py"))[0] == 404
+    status, body, _ = http_get(server.http("/"))
+    assert status == 200 and "harken" in body
+
+
+def test_plain_http_to_ws_path_gets_426(server: ServerThread) -> None:
+    assert http_get(server.http(GA))[0] == 426
+
+
+def test_healthz_503_until_providers_load() -> None:
+    running = ServerThread(harken_config())
+    running._thread.start()
+    try:
+        running.call(running.server.start(load=False))
+        status, body, _ = http_get(running.http("/healthz"))
+        assert status == 503 and json.loads(body)["status"] == "loading"
+        with pytest.raises(InvalidStatus) as exc:
+            open_ws(running)
+        assert exc.value.response.status_code == 503
+        running.call(running.server.load())
+        assert http_get(running.http("/healthz"))[0] == 200
+    finally:
+        running.stop()
+
+
+# ------------------------------------------------------------------------------- limits
+
+
+def test_session_cap(make_server: Any) -> None:
+    server = make_server(max_sessions=2)
+    first, second = start_session(server), start_session(server)
+    with open_ws(server) as third:
+        assert recv_json(third)["type"] == "Welcome"
+        error, code = closing_error(third)
+        assert error["code"] == "TOO_MANY_SESSIONS" and code == 1000
+    still_answers(first)
+    first.close()
+    deadline = time.monotonic() + 3
+    while server.session_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with start_session(server) as fourth:
+        still_answers(fourth)
+    second.close()
+
+
+def test_session_crash_is_contained(
+    make_server: Any, logs: LogWatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harken.session.session import Session
+
+    original = Session.receive_text
+
+    def exploding(self: Session, data: str | bytes, now: float) -> None:
+        if "BOOM" in str(data):
+            raise RuntimeError("simulated bug")
+        original(self, data, now)
+
+    monkeypatch.setattr(Session, "receive_text", exploding)
+    server = make_server()
+    with start_session(server) as bystander, start_session(server) as victim:
+        victim.send(json.dumps({"type": "InjectUserMessage", "content": "BOOM"}))
+        error, code = closing_error(victim)
+        assert error["code"] == "INTERNAL_SERVER_ERROR" and code == 1000
+        still_answers(bystander)
+    assert any("simulated bug" in str(r.exc_info) for r in logs.records() if r.exc_info)
+
+
+def test_in_process_shutdown_sends_going_away() -> None:
+    running = ServerThread(harken_config()).start()
+    sessions = [start_session(running), start_session(running, EA)]
+    started = time.monotonic()
+    running.call(running.server.shutdown())
+    for ws in sessions:
+        error, code = closing_error(ws)
+        assert error["code"] == "SERVER_GOING_AWAY" and code == 1000
+        assert "shutting down" in error["description"]
+    assert time.monotonic() - started < 5
+    running.loop.call_soon_threadsafe(running.loop.stop)
+
+
+def test_server_object_port_requires_start() -> None:
+    with pytest.raises(AssertionError):
+        _ = HarkenServer(harken_config()).port
+
+
+def test_effect_crash_is_contained(
+    make_server: Any, logs: LogWatch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harken.protocol import messages as m
+    from harken.server import connection
+
+    original = connection.encode_server
+
+    def exploding(message: m.ServerMessage, generation: m.Generation) -> tuple[str, ...]:
+        if isinstance(message, m.SpeakUpdated):
+            raise ValueError("simulated encoder bug")
+        return original(message, generation)
+
+    monkeypatch.setattr(connection, "encode_server", exploding)
+    server = make_server()
+    with start_session(server) as bystander, start_session(server) as victim:
+        speak = {"provider": {"type": "deepgram", "model": "aura-2-luna-en"}}
+        victim.send(json.dumps({"type": "UpdateSpeak", "speak": speak}))
+        error, code = closing_error(victim)
+        assert error["code"] == "INTERNAL_SERVER_ERROR" and code == 1000
+        still_answers(bystander)
+    assert any("simulated encoder bug" in str(r.exc_info) for r in logs.records() if r.exc_info)

@@ -1,0 +1,152 @@
+"""The provider registry (Catalog) and the deterministic testing providers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from harken.config import ServerConfig, load_config
+from harken.errors import ModelError, ProviderError
+from harken.protocol.settings import (
+    Endpoint,
+    FunctionDef,
+    ListenConfig,
+    Provider,
+    SpeakConfig,
+    ThinkConfig,
+)
+from harken.providers import registry as reg
+from harken.providers.base import LLM, STT, TTS, VAD, LLMText, LLMToolCalls
+from harken.providers.testing import EchoLLM, EnergyVAD, SilenceSTT, ToneTTS
+from harken.session.effects import ChatMessage
+
+WEATHER = FunctionDef(
+    name="get_weather",
+    parameters={"type": "object", "properties": {"location": {"type": "string"}}},
+)
+
+
+@pytest.fixture
+def registry() -> reg.Registry:
+    return reg.load_registry(load_config(None, {}, {"providers": "testing"}))
+
+
+def think(type_: str, model: str | None, **kw: object) -> ThinkConfig:
+    return ThinkConfig(provider=Provider(type_, model), **kw)  # type: ignore[arg-type]
+
+
+def test_known_names_are_servable(registry: reg.Registry) -> None:
+    assert registry.problem(ListenConfig(Provider("deepgram", "nova-3"))) is None
+    assert registry.problem(ListenConfig(Provider("deepgram", None))) is None
+    assert registry.problem(think("open_ai", "gpt-4o-mini")) is None
+    assert registry.problem(think("open_ai", "gpt-4.1-nano")) is None
+    assert registry.problem(think("anthropic", "claude-3-5-haiku-latest")) is None
+    assert registry.problem(SpeakConfig(Provider("deepgram", "aura-2-thalia-en"))) is None
+    assert registry.problem(SpeakConfig(Provider("deepgram", "aura-luna-en"))) is None
+
+
+def test_unknown_names_list_what_is_available(registry: reg.Registry) -> None:
+    problem = registry.problem(SpeakConfig(Provider("eleven_labs", None, {"model_id": "x"})))
+    assert problem is not None
+    assert "eleven_labs/x" in problem and "deepgram/aura-*" in problem
+    problem = registry.problem(think("open_ai", "davinci"))
+    assert problem is not None and "gpt-4o-mini" in problem
+    problem = registry.problem(ListenConfig(Provider("whisper", "large")))
+    assert problem is not None and "agent.listen.provider" in problem
+
+
+def test_endpoint_not_supported_yet(registry: reg.Registry) -> None:
+    problem = registry.problem(think("open_ai", "gpt-4o", endpoint=Endpoint("https://x/v1")))
+    assert problem is not None and "agent.think.endpoint is not supported yet" in problem
+    speak = SpeakConfig(Provider("deepgram", "aura-asteria-en"), Endpoint("https://x"))
+    assert "agent.speak.endpoint" in (registry.problem(speak) or "")
+
+
+def test_route_to_unloaded_engine() -> None:
+    config = load_config(None, {"HARKEN_MODELS_THINK": "big/*=llm-big"}, {"providers": "testing"})
+    registry = reg.load_registry(config)
+    problem = registry.problem(think("big", "one"))
+    assert problem is not None and "llm-big" in problem and "not loaded" in problem
+    with pytest.raises(ModelError):
+        registry.llm(think("big", "one"))
+
+
+def test_providers_for_jobs(registry: reg.Registry) -> None:
+    assert isinstance(registry.llm(think("open_ai", "gpt-4o")), LLM)
+    assert isinstance(registry.tts(SpeakConfig(Provider("deepgram", "aura-x"))), TTS)
+    assert isinstance(registry.stt(None), STT)
+    assert isinstance(registry.stt(ListenConfig(Provider("deepgram", "nova-2"))), STT)
+    assert isinstance(registry.engines.vad, VAD)
+    assert registry.engines.label == "testing"
+
+
+def test_embedded_fails_loudly() -> None:
+    with pytest.raises(ModelError, match="not installed yet"):
+        reg.load_registry(ServerConfig(providers="embedded"))
+
+
+async def collect(llm: EchoLLM, messages: list[ChatMessage], functions=()) -> list[object]:  # type: ignore[no-untyped-def]
+    return [out async for out in llm.stream(messages, functions)]
+
+
+async def test_echo_llm_quotes_the_user() -> None:
+    llm = EchoLLM()
+    out = await collect(llm, [ChatMessage("system", "x"), ChatMessage("user", "hello there")])
+    assert all(isinstance(o, LLMText) for o in out) and len(out) > 2
+    assert "".join(o.text for o in out if isinstance(o, LLMText)) == 'You said: "hello there".'
+    again = await collect(llm, [ChatMessage("user", "hello there")])
+    assert again == out  # deterministic
+
+
+async def test_echo_llm_greets_without_user_text() -> None:
+    out = await collect(EchoLLM(), [ChatMessage("system", "x")])
+    assert "".join(o.text for o in out if isinstance(o, LLMText)).startswith("Hello!")
+
+
+async def test_echo_llm_tool_call_and_result() -> None:
+    llm = EchoLLM()
+    messages = [ChatMessage("user", "What is the weather in Paris?")]
+    out = await collect(llm, messages, [WEATHER])
+    assert len(out) == 1 and isinstance(out[0], LLMToolCalls)
+    call = out[0].calls[0]
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"location": "Paris"}
+    messages += [
+        ChatMessage("assistant", "", tool_calls=(call,)),
+        ChatMessage("tool", '{"temp_c": 21}', tool_call_id=call.id),
+    ]
+    text = "".join(
+        o.text for o in await collect(llm, messages, [WEATHER]) if isinstance(o, LLMText)
+    )
+    assert text == 'The function returned: {"temp_c": 21}'
+    plain = await collect(llm, [ChatMessage("user", "hello")], [WEATHER])
+    assert all(isinstance(o, LLMText) for o in plain)
+
+
+async def test_echo_llm_failure_triggers() -> None:
+    with pytest.raises(ProviderError) as exc:
+        await collect(EchoLLM(), [ChatMessage("user", "please [fail]")])
+    assert not exc.value.retryable
+    with pytest.raises(ProviderError) as exc:
+        await collect(EchoLLM(), [ChatMessage("user", "[fail-retryable]")])
+    assert exc.value.retryable
+
+
+async def test_tone_tts_length_follows_text() -> None:
+    tts = ToneTTS()
+    short = np.concatenate([c async for c in tts.synthesize("Hi.")])
+    long = np.concatenate([c async for c in tts.synthesize("Hello, this is a longer sentence.")])
+    assert short.dtype == np.int16 and tts.capabilities.sample_rate == 16000
+    assert len(long) == 16000 * 10 * 33 // 1000 and len(short) == 16000 * 10 * 3 // 1000
+    assert int(np.abs(long).max()) > 5000
+
+
+async def test_silence_stt_and_energy_vad() -> None:
+    stt = SilenceSTT()
+    assert await stt.transcribe(np.zeros(16000, dtype=np.int16)) == ""
+    tone = (np.sin(np.arange(16000) / 5) * 8000).astype(np.int16)
+    assert "milliseconds" in await stt.transcribe(tone)
+    stream = EnergyVAD().stream()
+    assert stream.probability(np.zeros(320, dtype=np.int16)) == 0.0
+    assert stream.probability(tone[:320]) == 1.0

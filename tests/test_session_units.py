@@ -1,0 +1,150 @@
+"""Small pure pieces of the session: the turn table, sentence cutting, the context, timers."""
+
+from __future__ import annotations
+
+import pytest
+
+from harken.protocol import messages as m
+from harken.protocol.settings import HistoryItem
+from harken.session.effects import (
+    FunctionJob,
+    JobDone,
+    ThinkJob,
+    ToolCall,
+    ToolCalls,
+    TranscribeJob,
+)
+from harken.session.history import Conversation
+from harken.session.reply import split_sentences
+from harken.session.state import TRANSITIONS, IllegalTransition, Turn, TurnEvent, transition
+from session_script import Script, job, one, types
+
+
+def test_every_row_of_the_table_is_reachable_by_lookup() -> None:
+    for (state, event), row in TRANSITIONS.items():
+        assert transition(state, event) is row
+
+
+def test_barge_in_is_a_row_that_cancels() -> None:
+    row = transition(Turn.AGENT_SPEAKING, TurnEvent.SPEECH_STARTED)
+    assert row.next is Turn.USER_SPEAKING
+    assert row.cancel_reply
+
+
+@pytest.mark.parametrize(
+    ("state", "event"),
+    [
+        (Turn.LISTENING, TurnEvent.AUDIO_STARTED),
+        (Turn.LISTENING, TurnEvent.REPLY_FINISHED),
+        (Turn.USER_SPEAKING, TurnEvent.AUDIO_STARTED),
+        (Turn.AGENT_SPEAKING, TurnEvent.SPEECH_DISCARDED),
+    ],
+)
+def test_illegal_transitions_raise(state: Turn, event: TurnEvent) -> None:
+    with pytest.raises(IllegalTransition) as info:
+        transition(state, event)
+    assert info.value.state is state
+    assert event.value in info.value.description
+
+
+def test_illegal_event_leaves_the_engine_state_unchanged() -> None:
+    s = Script()
+    s.settings()
+    engine = s.session.engine
+    with pytest.raises(IllegalTransition):
+        engine._event(TurnEvent.AUDIO_STARTED, 0.0)
+    assert engine.turn is Turn.LISTENING
+
+
+@pytest.mark.parametrize(
+    ("text", "sentences", "rest"),
+    [
+        ("Hello there. How", ["Hello there."], "How"),
+        ("Mr. Smith is here. Ok", ["Mr. Smith is here."], "Ok"),
+        ("Pi is 3.14 exactly", [], "Pi is 3.14 exactly"),
+        ('He said "go!" Then', ['He said "go!"'], "Then"),
+        ("One!\n\nTwo? Three", ["One!", "Two?"], "Three"),
+        ("\n\nNext", [], "\n\nNext"),
+        ("line one\nline two", ["line one"], "line two"),
+    ],
+)
+def test_split_sentences(text: str, sentences: list[str], rest: str) -> None:
+    assert split_sentences(text) == (sentences, rest)
+
+
+def test_conversation_ignores_empty_items() -> None:
+    conv = Conversation([HistoryItem(), HistoryItem(role="user", content="hi")])
+    assert [x.content for x in conv.messages("")] == ["hi"]
+    conv.add_assistant("")
+    assert len(conv.messages("")) == 1
+
+
+def test_context_length_keeps_at_least_the_newest_block() -> None:
+    conv = Conversation()
+    conv.add_user("x" * 100)
+    assert [x.content for x in conv.messages("P", 10)] == ["P", "x" * 100]
+    assert len(conv.messages("P", "max")) == 2
+
+
+def test_tick_before_settings_does_nothing() -> None:
+    s = Script()
+    s.drain()
+    s.session.tick(1.0)
+    assert s.drain() == []
+
+
+def test_tick_leaves_calls_that_have_time_left() -> None:
+    s = Script()
+    s.settings()
+    think = job(s.text({"type": "InjectUserMessage", "content": "x"}), ThinkJob)
+    calls = (ToolCall("a", "get_weather", "{}"), ToolCall("b", "lookup_order", "{}"))
+    s.provider(ToolCalls(think.job_id, calls))
+    effects = s.provider(JobDone(think.job_id))
+    fn = job(effects, FunctionJob)
+    s.session.tick(s.now + 1)
+    assert s.drain() == []
+    assert set(s.session.engine.calls.open) == {"a", "b"}
+    effects = s.provider(JobDone(fn.job_id))  # a function job ending without a result
+    assert "no result" in one(effects, m.Warning).description
+
+
+def test_transcribe_job_done_without_transcript_changes_nothing() -> None:
+    s = Script()
+    s.settings()
+    job_id = s.session.out.start(TranscribeJob(s.session.out.new_id(), b"", None))
+    s.drain()
+    assert s.provider(JobDone(job_id)) == []
+
+
+def test_update_think_with_unknown_model_is_refused() -> None:
+    from session_script import DenyModel
+
+    s = Script(catalog=DenyModel("gpt-bad"))
+    s.settings()
+    think = {"provider": {"type": "open_ai", "model": "gpt-bad"}}
+    assert (
+        one(s.text({"type": "UpdateThink", "think": think}), m.Warning).code == "INVALID_SETTINGS"
+    )
+
+
+def test_early_access_context_replay_speaks_the_last_assistant_message() -> None:
+    s = Script(generation=m.Generation.EA)
+    s.drain()
+    settings = {
+        "type": "SettingsConfiguration",
+        "audio": {"input": {"encoding": "linear16", "sample_rate": 16000}},
+        "agent": {"listen": {"model": "nova-2"}, "speak": {"model": "aura-asteria-en"}},
+        "context": {
+            "messages": [
+                {"role": "user", "content": "hi"},
+                {"role": "assistant", "content": "Welcome back."},
+            ],
+            "replay": True,
+        },
+    }
+    effects = s.text(settings)
+    assert types(effects)[-1] == "start:speak"
+    replay_without_assistant = dict(settings, context={"messages": [], "replay": True})
+    s2 = Script(generation=m.Generation.EA)
+    s2.drain()
+    assert types(s2.text(replay_without_assistant)) == ["SettingsApplied"]
