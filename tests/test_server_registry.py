@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,9 +83,9 @@ def test_providers_for_jobs(registry: reg.Registry) -> None:
     assert registry.engines.label == "testing"
 
 
-def test_embedded_fails_loudly() -> None:
-    with pytest.raises(ModelError, match="not installed yet"):
-        reg.load_registry(ServerConfig(providers="embedded"))
+def test_embedded_fails_loudly(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="is not assembled"):
+        reg.load_registry(ServerConfig(providers="embedded", model_dir=str(tmp_path)))
 
 
 async def collect(llm: EchoLLM, messages: list[ChatMessage], functions=()) -> list[object]:  # type: ignore[no-untyped-def]

@@ -3,7 +3,9 @@
 ``harken serve [--host H] [--port P] [--config FILE] [--providers embedded|testing] [--strict]
 [--log-level LEVEL]`` runs the server. Configuration comes from defaults, then the TOML file,
 then ``HARKEN_*`` environment variables, then these flags. A configuration error is printed and
-the command exits with status 2. (``harken models`` and ``harken talk`` arrive in later releases.)
+the command exits with status 2. ``harken models`` lists, verifies and installs the embedded
+models (see :mod:`harken.models_cli`); ``harken talk`` talks to an agent from a WAV file, a
+text or the microphone (see :mod:`harken.talk`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from harken import models_cli, talk
 from harken.config import LOG_LEVELS, ServerConfig, load_config
 from harken.errors import ConfigError
 
@@ -42,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="reject unknown fields in client messages instead of warning",
     )
     serve.add_argument("--log-level", choices=LOG_LEVELS, help="logging level (default info)")
+    models_cli.add_parser(commands)
+    talk.add_parser(commands)
     return parser
 
 
@@ -78,6 +83,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from harken.server.app import serve
 
         return asyncio.run(serve(config))
+    if args.command == "models":
+        return models_cli.run(args)
+    if args.command == "talk":
+        return talk.run(args)
     return 2  # pragma: no cover - argparse rejects unknown commands
 
 

@@ -69,6 +69,8 @@ DEFAULT_SPEAK: ModelRoutes = (
     ("deepgram/aura-asteria-en", "tts-default"),
     ("deepgram/aura-luna-en", "tts-default"),
     ("deepgram/aura-*", "tts-default"),
+    ("harken/piper*", "tts-default"),
+    ("harken/espeak*", "tts-espeak"),
 )
 
 
@@ -112,6 +114,17 @@ class ServerConfig:
     function_timeout: float = 10.0
     # provider names -> engines
     models: ModelMap = field(default_factory=ModelMap)
+    # the embedded stack (providers = "embedded"): catalog ids of src/harken/engines/catalog.py
+    stt_model: str = "whisper-base"
+    llm_model: str = "qwen2.5-coder-0.5b"
+    tts_model: str = "piper-joe"
+    fallback_voice: str = "espeak-ng"  # "" disables the espeak-ng fallback voice
+    model_dir: str = ""  # "" = $HARKEN_MODEL_DIR, else ./models
+    model_threads: int = 2  # threads each model call may use (the machine's cores)
+    # turn-taking
+    end_of_turn_ms: int = 544  # silence that ends the user's turn
+    speculate: bool = True  # start STT and the LLM at the first short pause
+    speculate_after_ms: int = 192  # the short pause
 
     @property
     def open_mode(self) -> bool:
@@ -201,6 +214,15 @@ _COERCE: dict[str, Callable[[str, object], object]] = {
     "shutdown_grace": _as_float,
     "allow_loopback_functions": _as_bool,
     "function_timeout": _as_float,
+    "stt_model": _as_str,
+    "llm_model": _as_str,
+    "tts_model": _as_str,
+    "fallback_voice": _as_str,
+    "model_dir": _as_str,
+    "model_threads": _as_int,
+    "end_of_turn_ms": _as_int,
+    "speculate": _as_bool,
+    "speculate_after_ms": _as_int,
 }
 _POSITIVE = (
     "idle_timeout",
@@ -215,6 +237,9 @@ _POSITIVE = (
     "audio_rate_factor",
     "audio_window",
     "function_timeout",
+    "model_threads",
+    "end_of_turn_ms",
+    "speculate_after_ms",
 )
 
 
@@ -327,9 +352,28 @@ def _validate(config: ServerConfig) -> ServerConfig:
         raise ConfigError("hard_frame_bytes: must be at least max_frame_bytes")
     if config.text_burst < 1:
         raise ConfigError("text_burst: must be at least 1")
+    _validate_models(config)
+    if config.speculate_after_ms >= config.end_of_turn_ms:
+        raise ConfigError("speculate_after_ms: must be shorter than end_of_turn_ms")
     if config.shutdown_grace < 0:
         raise ConfigError("shutdown_grace: must not be negative")
     return config
+
+
+_MODEL_KINDS = {"stt_model": "stt", "llm_model": "llm", "tts_model": "tts", "fallback_voice": "tts"}
+
+
+def _validate_models(config: ServerConfig) -> None:
+    from harken.engines.catalog import CATALOG
+
+    for key, kind in _MODEL_KINDS.items():
+        value = getattr(config, key)
+        if key == "fallback_voice" and not value:
+            continue
+        spec = CATALOG.get(value)
+        if spec is None or spec.kind != kind:
+            choices = ", ".join(sorted(i for i, s in CATALOG.items() if s.kind == kind))
+            raise ConfigError(f"{key}: unknown {kind} model {value!r}; choose one of: {choices}")
 
 
 def load_config(

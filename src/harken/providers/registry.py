@@ -11,8 +11,8 @@ Engine sets are built by a loader chosen by ``ServerConfig.providers``:
 
 * ``"testing"``: :func:`testing_engines`, the deterministic fakes of ``providers/testing.py``.
 * ``"embedded"``: ``harken.engines.embedded.load_engines(config) -> Engines`` (faster-whisper,
-  llama.cpp, piper). Until that module exists, loading fails loudly with :class:`ModelError`;
-  it never falls back to the testing providers.
+  llama.cpp, piper). A missing or corrupt model fails loudly with :class:`ModelError`; it never
+  falls back to the testing providers.
 """
 
 from __future__ import annotations
@@ -162,18 +162,13 @@ def embedded_engines(config: ServerConfig) -> Engines:
     """Local models through ``harken.engines.embedded``; fails loudly if they are missing."""
     try:
         module = importlib.import_module("harken.engines.embedded")
-    except ModuleNotFoundError as exc:
-        if exc.name != "harken.engines.embedded":
-            raise ModelError(
-                f"embedded engines need a package that is missing: {exc.name}"
-            ) from exc
+        loader: Callable[[ServerConfig], Engines] = module.load_engines
+        return loader(config)
+    except ModuleNotFoundError as exc:  # a runtime package is not installed
         raise ModelError(
-            "the embedded models are not installed yet: this build of harken has no local "
-            "speech/LLM/voice engines. Use `--providers testing` to run the protocol with "
-            "deterministic test providers (echo replies and beeps, not a real agent)."
+            f"the embedded engines need the package {exc.name!r}, which is not installed; "
+            "run `make install`"
         ) from exc
-    loader: Callable[[ServerConfig], Engines] = module.load_engines
-    return loader(config)
 
 
 LOADERS: dict[str, Callable[[ServerConfig], Engines]] = {

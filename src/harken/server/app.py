@@ -27,6 +27,7 @@ from harken.server.http import Routes
 from harken.server.metrics import Metrics
 from harken.server.runner import Runner
 from harken.server.transport import HarkenConnection
+from harken.session.listener import FRAME_SECONDS, ListenerConfig
 from harken.session.session import Session, SessionLimits
 
 log = logging.getLogger("harken.server")
@@ -53,6 +54,11 @@ class HarkenServer:
             max_duration=config.max_duration,
             duration_warning=config.duration_warning,
             strict=config.strict,
+            listener=ListenerConfig(
+                eot_frames=max(2, round(config.end_of_turn_ms / 1000 / FRAME_SECONDS)),
+                pause_frames=max(1, round(config.speculate_after_ms / 1000 / FRAME_SECONDS)),
+            ),
+            speculate=config.speculate,
         )
         self._routes = Routes(config.api_keys, self.metrics, self._health)
         self._stopping = False

@@ -27,9 +27,11 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 
 from harken.config import ServerConfig
+from harken.engines.lane import SESSION
 from harken.protocol import codes
 from harken.protocol import messages as m
 from harken.protocol.codec import encode_server
+from harken.server.ears import Ears
 from harken.server.limits import FrameLimits, Violation
 from harken.server.metrics import Metrics
 from harken.server.runner import Runner
@@ -82,6 +84,7 @@ class Pump:
         self._recheck_at = 0.0
         self._ticked: float | None = None
         self._format_known = False
+        self._ears: Ears | None = None  # VAD over the client's audio, once Settings are known
         self._broken = False  # the session raised and could not even fail cleanly
         self._lost = False
         self._closed = False
@@ -140,6 +143,7 @@ class Pump:
     # ---------------------------------------------------------------- executor
 
     async def run(self) -> None:
+        SESSION.set(self.session.request_id)  # model work of this connection queues fairly
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             receiver = tg.create_task(self._receive())
@@ -157,6 +161,8 @@ class Pump:
                 receiver.cancel()
                 for task in self._jobs.values():
                     task.cancel()
+                if self._ears is not None:
+                    self._ears.close()
 
     async def _idle(self) -> None:
         """Nothing to execute: sleep until woken or until the session's next deadline."""
@@ -281,6 +287,8 @@ class Pump:
                         self._declared_format(now)
                 elif isinstance(data, bytes):
                     self._call(session.receive_audio, data, throttle=True)
+                    if self._ears is not None:
+                        self._hear(data)
                 metrics.frame_seconds.observe(loop.time() - now)
         except ConnectionClosed:
             self._connection_lost()
@@ -288,10 +296,23 @@ class Pump:
             log.exception("receiver of session %s failed", self.session.request_id)
             self.stop(codes.INTERNAL_SERVER_ERROR, INTERNAL)
 
+    def _hear(self, data: bytes) -> None:
+        assert self._ears is not None
+        try:
+            frames = self._ears.feed(data)
+        except ValueError as exc:  # audio that does not decode in the declared format
+            self.stop(codes.USER_AUDIO_FORMAT, f"Could not decode the audio: {exc}")
+            return
+        for probability, frame in frames:
+            self._call(self.session.receive_speech, probability, frame, throttle=True)
+
     def _declared_format(self, now: float) -> None:
         assert self.session.settings is not None
         self._format_known = True
         given = self.session.settings.audio.input
+        vad = self._runner.registry.engines.vad
+        if vad is not None and self.session.listen is not None:
+            self._ears = Ears(given, vad)
         self._limits.set_audio_format(given.encoding, given.sample_rate, now)
 
     def _check(self, data: str | bytes | BadFrame, now: float) -> Violation | None:

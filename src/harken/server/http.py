@@ -34,6 +34,17 @@ REQUEST_ID_HEADER = "dg-request-id"
 
 Health = Callable[[], tuple[bool, dict[str, object]]]
 
+# The page's own file types (the platform's mimetypes table varies, and lacks charsets).
+STATIC_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".ico": "image/x-icon",
+    ".json": "application/json",
+}
+
 
 def respond(status: int, reason: str, body: bytes, content_type: str) -> Response:
     headers = Headers(
@@ -123,5 +134,9 @@ class Routes:
                 )
                 return respond(200, "OK", text.encode(), "text/plain; charset=utf-8")
             return not_found(path)
-        content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        content_type = (
+            STATIC_TYPES.get(target.suffix)
+            or mimetypes.guess_type(target.name)[0]
+            or "application/octet-stream"
+        )
         return respond(200, "OK", target.read_bytes(), content_type)

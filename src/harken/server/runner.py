@@ -32,7 +32,7 @@ import numpy as np
 from harken.errors import ProviderError
 from harken.protocol import audio
 from harken.protocol.codes import SPEAK_REQUEST_FAILED, THINK_REQUEST_FAILED
-from harken.protocol.settings import AudioOutput, SpeakConfig, ThinkConfig
+from harken.protocol.settings import AudioOutput, Provider, SpeakConfig, ThinkConfig
 from harken.providers.base import Int16Array, LLMText
 from harken.providers.registry import Registry
 from harken.server.functions import call_function
@@ -59,6 +59,7 @@ log = logging.getLogger("harken.runner")
 Emit = Callable[[ProviderEvent], Awaitable[None]]
 C = TypeVar("C", ThinkConfig, SpeakConfig)
 FRAME_MS = 40
+FALLBACK_VOICE = "tts-espeak"  # the engine name the embedded stack gives espeak-ng
 
 
 class Runner:
@@ -106,7 +107,8 @@ class Runner:
         elif isinstance(job, ThinkJob):
             await self._fallbacks(job, job.think, emit, lambda c, e: self._think(job, c, e))
         elif isinstance(job, SpeakJob):
-            await self._fallbacks(job, job.speak, emit, lambda c, e: self._speak(job, c, e))
+            speak = (*job.speak, *self._fallback_voice(job.speak))
+            await self._fallbacks(job, speak, emit, lambda c, e: self._speak(job, c, e))
         elif isinstance(job, PrimeJob):
             await self._prime(job, emit)
         else:
@@ -145,6 +147,14 @@ class Runner:
                 continue
             await emit(JobDone(job.job_id))
             return
+
+    def _fallback_voice(self, speak: Sequence[SpeakConfig]) -> tuple[SpeakConfig, ...]:
+        """The server's fallback voice (espeak-ng) as a last resort, when it is loaded."""
+        if FALLBACK_VOICE not in self.registry.engines.tts:
+            return ()
+        if any(self.registry.route("speak", c.provider) == FALLBACK_VOICE for c in speak):
+            return ()
+        return (SpeakConfig(provider=Provider(type="harken", model="espeak")),)
 
     async def _think(self, job: ThinkJob, config: ThinkConfig, emit: Emit) -> None:
         llm = self.registry.llm(config)

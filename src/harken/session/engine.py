@@ -13,10 +13,17 @@ from typing import Literal
 
 from harken.protocol import codes
 from harken.protocol import messages as m
-from harken.protocol.audio import wav_header
-from harken.protocol.settings import AudioOutput, FunctionDef, SpeakConfig, ThinkConfig
+from harken.protocol.audio import bytes_to_seconds, wav_header
+from harken.protocol.settings import (
+    AudioOutput,
+    FunctionDef,
+    ListenConfig,
+    SpeakConfig,
+    ThinkConfig,
+)
 from harken.session.effects import (
     AudioChunk,
+    ChatMessage,
     FunctionJob,
     FunctionResult,
     JobFailed,
@@ -28,12 +35,14 @@ from harken.session.effects import (
     ThinkJob,
     ToolCall,
     ToolCalls,
+    TranscribeJob,
     Transcript,
 )
 from harken.session.functions import Call, CallTable, Outcome
 from harken.session.history import Conversation
+from harken.session.listener import ListenEvent
 from harken.session.outbox import Outbox
-from harken.session.reply import Reply, split_sentences
+from harken.session.reply import Reply, Said, split_sentences
 from harken.session.state import Turn, TurnEvent, transition
 
 SLOW_THINK_EVERY = 5.0
@@ -60,6 +69,16 @@ class AgentState:
         return self.think[0].context_length if self.think else None
 
 
+@dataclass(slots=True)
+class Guess:
+    """Speech-to-text of the user's turn: speculative at the first pause, or final."""
+
+    stt_job: int | None
+    text: str | None = None
+    final: bool = False  # the turn has ended: this transcript is the user's turn
+    ended_at: float = 0.0
+
+
 class Engine:
     def __init__(self, outbox: Outbox, agent: AgentState, conversation: Conversation) -> None:
         self.out = outbox
@@ -69,6 +88,8 @@ class Engine:
         self.reply: Reply | None = None
         self.calls = CallTable()
         self.queued_agent_messages: deque[str] = deque()
+        self.guess: Guess | None = None  # speech-to-text of the turn in progress
+        self.speculate = True
         self._next_reply = 1
 
     # ------------------------------------------------------------------ turn table
@@ -79,6 +100,63 @@ class Engine:
             self.cancel_reply(now)
         self.turn = row.next
 
+    # ------------------------------------------------------------------ listening
+
+    def hear(self, event: ListenEvent, listen: ListenConfig | None, now: float) -> None:
+        """What the listener made of the user's audio (onset, pause, resume, end of turn)."""
+        if event.kind == "onset":
+            self._drop_guess(now, keep_final=True)
+            self.speech_started(now)
+        elif event.kind == "resume":
+            self._drop_guess(now)
+        elif listen is None:  # a text-only agent: audio turns are not transcribed
+            if event.kind == "end":
+                self._discard(now)
+        elif event.kind == "pause":
+            if self.speculate:
+                job = TranscribeJob(self.out.new_id(), event.pcm, listen)
+                self.guess = Guess(self.out.start(job))
+        elif self.guess is None:
+            job = TranscribeJob(self.out.new_id(), event.pcm, listen)
+            self.guess = Guess(self.out.start(job), final=True, ended_at=now)
+        else:
+            self.guess.final, self.guess.ended_at = True, now
+            if self.guess.text is not None:
+                self._promote(self.guess, now)
+
+    def _transcript(self, event: Transcript, now: float) -> None:
+        guess = self.guess
+        assert guess is not None and guess.stt_job == event.job_id  # live jobs only
+        guess.stt_job, guess.text = None, event.text.strip()
+        if guess.final:
+            self._promote(guess, now)
+        elif guess.text:  # speculate: think now, speak only once the turn is final
+            user = ChatMessage("user", guess.text)
+            reply = self._start_reply("llm", now, extra=(user,))
+            reply.held = True
+
+    def _promote(self, guess: Guess, now: float) -> None:
+        """The turn is final: the guessed reply (if any) becomes the reply."""
+        self.guess = None
+        if not guess.text:
+            self._discard(now)
+            return
+        held = self.reply if self.reply is not None and self.reply.held else None
+        self.user_text(guess.text, now, held=held, started=guess.ended_at)
+
+    def _discard(self, now: float) -> None:
+        if self.turn is Turn.USER_SPEAKING:
+            self._event(TurnEvent.SPEECH_DISCARDED, now)
+
+    def _drop_guess(self, now: float, *, keep_final: bool = False) -> None:
+        guess = self.guess
+        if guess is None or (keep_final and guess.final):
+            return
+        self.guess = None
+        self.out.cancel(guess.stt_job)
+        if self.reply is not None and self.reply.held:
+            self.cancel_reply(now)
+
     # ------------------------------------------------------------------ inputs
 
     def speech_started(self, now: float) -> None:
@@ -87,13 +165,26 @@ class Engine:
             self.out.send(m.UserStartedSpeaking())
         self._event(TurnEvent.SPEECH_STARTED, now)
 
-    def user_text(self, text: str, now: float) -> None:
-        """A final user turn (end of turn after STT, or InjectUserMessage)."""
+    def user_text(
+        self, text: str, now: float, *, held: Reply | None = None, started: float | None = None
+    ) -> None:
+        """A final user turn (end of turn after STT, or InjectUserMessage).
+
+        ``held`` is the reply speculation already prepared for this text; ``started`` is when
+        the turn ended (latencies count from there).
+        """
+        if held is None:
+            self._drop_guess(now)
         self._event(TurnEvent.USER_TURN_ENDED, now)
         self.out.send(m.ConversationText(role="user", content=text))
         self._history(m.History(role="user", content=text))
         self.conversation.add_user(text)
-        self._start_reply("llm", now)
+        if held is None:
+            reply = self._start_reply("llm", now)
+        else:
+            reply, held.held = held, False
+            self._speak_next(now)
+        reply.started = now if started is None else started
 
     def agent_text(self, text: str, origin: Literal["inject", "greeting"], now: float) -> None:
         """Say ``text`` as the agent, without the LLM."""
@@ -144,19 +235,16 @@ class Engine:
         if kind == "transcribe":
             if isinstance(event, Transcript):
                 self._transcript(event, now)
+            elif isinstance(event, JobFailed):
+                self.out.send(m.Warning(code=codes.FAILED_TO_LISTEN, description=event.message))
+                self.guess = None
+                self._discard(now)
         elif kind == "function":
             self._function_event(event, now)
         elif kind == "think":
             self._think_event(event, now)
         else:
             self._speak_event(event, now)
-
-    def _transcript(self, event: Transcript, now: float) -> None:
-        text = event.text.strip()
-        if text:
-            self.user_text(text, now)
-        elif self.turn is Turn.USER_SPEAKING:
-            self._event(TurnEvent.SPEECH_DISCARDED, now)
 
     def _think_event(self, event: ProviderEvent, now: float) -> None:
         reply = self.reply
@@ -175,10 +263,12 @@ class Engine:
                 self._reply_failed(reply, codes.FAILED_TO_THINK, event.message, now)
                 return
             reply.flush()
-            self.conversation.add_assistant(reply.round_text.strip())
-            reply.round_text = ""
-            if reply.tool_calls:
+            if reply.tool_calls:  # the text before a tool call precedes it in the context
+                self.conversation.add_assistant(reply.round_text.strip())
+                reply.committed_round = reply.round
+                reply.round += 1
                 self._call_functions(reply, now)
+            reply.round_text = ""
             self._speak_next(now)
 
     def _speak_event(self, event: ProviderEvent, now: float) -> None:
@@ -188,7 +278,9 @@ class Engine:
             self._announce_sentence(reply, now)
             if event.data:
                 self._first_audio(reply, now)
-                reply.audio_bytes += len(event.data)
+                output = self.agent.output
+                seconds = bytes_to_seconds(len(event.data), output.encoding, output.sample_rate)
+                reply.said[-1].audio_seconds += seconds
                 self.out.audio(event.data)
         else:  # JobDone or JobFailed: this sentence is over
             self.out.done(event.job_id)
@@ -197,7 +289,6 @@ class Engine:
                 self._reply_failed(reply, codes.FAILED_TO_SPEAK, event.message, now)
                 return
             self._announce_sentence(reply, now)
-            reply.spoken.append(reply.speak_sentence)
             self._speak_next(now)
 
     def _function_event(self, event: ProviderEvent, now: float) -> None:
@@ -212,16 +303,22 @@ class Engine:
 
     # ------------------------------------------------------------------ replies
 
-    def _start_reply(self, origin: Literal["llm", "inject", "greeting"], now: float) -> Reply:
+    def _start_reply(
+        self,
+        origin: Literal["llm", "inject", "greeting"],
+        now: float,
+        extra: tuple[ChatMessage, ...] = (),
+    ) -> Reply:
         reply = Reply(reply_id=self._next_reply, origin=origin, started=now)
         self._next_reply += 1
         self.reply = reply
         if origin == "llm":
-            self._think(reply, now)
+            self._think(reply, now, extra)
         return reply
 
-    def _think(self, reply: Reply, now: float) -> None:
+    def _think(self, reply: Reply, now: float, extra: tuple[ChatMessage, ...] = ()) -> None:
         context = self.conversation.messages(self.agent.prompt, self.agent.context_length)
+        context += extra
         think, functions = self.agent.think, self.agent.functions
         reply.think_done = False
         reply.think_started = now
@@ -235,7 +332,7 @@ class Engine:
 
     def _speak_next(self, now: float) -> None:
         reply = self.reply
-        if reply is None or reply.speak_job is not None:
+        if reply is None or reply.speak_job is not None or reply.held:
             return
         if reply.queue:
             text = reply.queue.popleft()
@@ -253,10 +350,9 @@ class Engine:
             return
         reply.sentence_announced = True
         text = reply.speak_sentence
+        reply.said.append(Said(text, reply.round))
         self.out.send(m.ConversationText(role="assistant", content=text))
         self._history(m.History(role="assistant", content=text))
-        if reply.origin != "llm":
-            self.conversation.add_assistant(text)
 
     def _first_audio(self, reply: Reply, now: float) -> None:
         if reply.audio_started is not None:
@@ -290,6 +386,7 @@ class Engine:
     def _finish_reply(self, reply: Reply, now: float) -> None:
         if reply.audio_started is not None:
             self.out.send(m.AgentAudioDone())
+        self.conversation.add_assistant(reply.uncommitted())
         self.reply = None
         self._event(TurnEvent.REPLY_FINISHED, now)
         if self.queued_agent_messages:
@@ -307,6 +404,9 @@ class Engine:
         reply = self.reply
         assert reply is not None  # THINKING and AGENT_SPEAKING always have a reply
         self.reply = None
+        # keep only what the client can have played by now (DESIGN.md 4.10)
+        played = now - reply.audio_started if reply.audio_started is not None else 0.0
+        self.conversation.add_assistant(reply.uncommitted(played))
         self.out.cancel(reply.think_job)
         self.out.cancel(reply.speak_job)
         cancelled = []

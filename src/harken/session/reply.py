@@ -33,6 +33,36 @@ def split_sentences(buffer: str) -> tuple[list[str], str]:
 
 
 @dataclass(slots=True)
+class Said:
+    """A sentence the client was sent (announced), and how much of its audio went out."""
+
+    text: str
+    round: int
+    audio_seconds: float = 0.0
+
+
+def played(said: list[Said], seconds: float) -> str:
+    """The text a client can have played ``seconds`` after the reply's first audio frame.
+
+    Whole sentences whose audio fits; of the sentence playing at that moment, the share of its
+    words proportional to how much of its audio was played.
+    """
+    out: list[str] = []
+    for sentence in said:
+        if seconds >= sentence.audio_seconds:
+            out.append(sentence.text)
+            seconds -= sentence.audio_seconds
+            continue
+        words = sentence.text.split()
+        share = seconds / sentence.audio_seconds if sentence.audio_seconds > 0 else 0.0
+        heard = words[: int(len(words) * share)]
+        if heard:
+            out.append(" ".join(heard) + "…")
+        break
+    return " ".join(out)
+
+
+@dataclass(slots=True)
 class Reply:
     """State of the reply in progress. Timestamps are session ``now`` values (seconds)."""
 
@@ -44,6 +74,10 @@ class Reply:
     think_done: bool = True
     first_text_at: float | None = None
     tool_calls: list[ToolCall] = field(default_factory=list)
+    round: int = 0  # think rounds: a tool call starts the next one
+    committed_round: int = -1  # rounds whose text is already in the conversation
+    said: list[Said] = field(default_factory=list)
+    held: bool = False  # speculative: nothing is spoken until the user's turn is final
     round_text: str = ""  # LLM text of the current think round
     round_calls: list[Call] = field(default_factory=list)  # function calls of the current round
     slow_warnings: int = 0
@@ -54,9 +88,6 @@ class Reply:
     speak_started: float | None = None
     sentence_announced: bool = False
     audio_started: float | None = None
-    audio_bytes: int = 0
-    spoken: list[str] = field(default_factory=list)
-    failed: bool = False
 
     def feed(self, text: str, now: float) -> None:
         """Add streamed LLM text; complete sentences move to the speaking queue."""
@@ -71,6 +102,13 @@ class Reply:
         self.buffer = ""
         if rest:
             self.queue.append(rest)
+
+    def uncommitted(self, played_seconds: float | None = None) -> str:
+        """Text said in rounds not yet in the conversation (all of it, or what was played)."""
+        said = [s for s in self.said if s.round > self.committed_round]
+        if played_seconds is None:
+            return " ".join(s.text for s in said)
+        return played(said, played_seconds)
 
     @property
     def finished(self) -> bool:

@@ -8,7 +8,7 @@ call :meth:`Session.tick`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from harken.errors import ProtocolError
@@ -19,6 +19,7 @@ from harken.protocol.settings import ListenConfig, Provider, SpeakConfig, ThinkC
 from harken.session.effects import Effect, JobDone, JobFailed, ProviderEvent
 from harken.session.engine import AgentState, Engine
 from harken.session.history import Conversation
+from harken.session.listener import Listener, ListenerConfig
 from harken.session.outbox import Outbox
 from harken.session.state import Phase
 
@@ -37,6 +38,8 @@ class SessionLimits:
     max_duration: float = 7200.0
     duration_warning: float = 6900.0
     strict: bool = False
+    listener: ListenerConfig = field(default_factory=ListenerConfig)
+    speculate: bool = True  # start STT and the LLM at the first short pause
 
 
 class Catalog(Protocol):
@@ -74,6 +77,8 @@ class Session:
             AgentState(function_call_timeout=self.limits.function_call_timeout),
             Conversation(),
         )
+        self.engine.speculate = self.limits.speculate
+        self.listener = Listener(self.limits.listener)
         self.out.send(m.Welcome(request_id=request_id))
 
     @property
@@ -128,6 +133,18 @@ class Session:
             )
             return
         self.audio_bytes_in += len(data)
+
+    def receive_speech(self, probability: float, frame: bytes, now: float) -> None:
+        """One 32 ms frame of the user's audio (16 kHz int16) and its VAD speech probability.
+
+        The pump decodes and resamples the client's audio and runs the VAD; this turns frames
+        into turns. Frames before Settings or after close are ignored.
+        """
+        if self.phase is not Phase.ACTIVE:
+            return
+        event = self.listener.feed(probability, frame)
+        if event is not None:
+            self.engine.hear(event, self.listen, now)
 
     def receive_provider(self, event: ProviderEvent, now: float) -> None:
         """Output of a provider job. Output of jobs that are not live is dropped here."""

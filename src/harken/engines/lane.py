@@ -1,0 +1,211 @@
+"""One compute lane per process: every model call of every session runs here, fairly.
+
+This machine has two cores and each model call already uses both (llama.cpp ``n_threads``,
+CTranslate2 ``cpu_threads``, onnxruntime intra-op threads). Running two model calls at once
+would make them thrash, so all model work goes through one worker thread, in small *steps*:
+a whole transcription or sentence of speech is one step, but an LLM reply is one step per
+token. Between steps the lane picks the next step fairly:
+
+1. the most urgent priority class first (``URGENT`` speech and transcription, then ``NORMAL``,
+   then ``BACKGROUND`` prompt priming), so the first sentence's audio is never stuck behind the
+   rest of an LLM reply;
+2. within a class, round-robin over sessions, so one conversation never waits behind a whole
+   other conversation, only behind one step of it.
+
+Awaiting code stays on the event loop; a cancelled caller's pending steps are dropped, and a
+step already running finishes and its result is thrown away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+SESSION: ContextVar[str] = ContextVar("harken_session", default="-")
+"""The session (connection) on whose behalf the current task runs model work."""
+
+URGENT = 0
+NORMAL = 1
+BACKGROUND = 2
+_END = object()
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """How long one step queued, and how many other steps ran in the meantime."""
+
+    key: str
+    priority: int
+    seconds: float
+    steps_between: int
+
+
+@dataclass(slots=True)
+class _Step:
+    key: str
+    priority: int
+    fn: Callable[[], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+    seq: int = 0
+    cancelled: bool = field(default=False)
+    queued_at: float = field(default_factory=time.perf_counter)
+    steps_before: int = 0  # lane.steps_run when the step was queued
+
+
+class ComputeLane:
+    """A single worker thread running callables for many sessions, fairly."""
+
+    def __init__(self, name: str = "harken-compute") -> None:
+        self._name = name
+        self._cond = threading.Condition()
+        self._queues: dict[int, dict[str, deque[_Step]]] = {URGENT: {}, NORMAL: {}, BACKGROUND: {}}
+        self._turn: dict[int, deque[str]] = {URGENT: deque(), NORMAL: deque(), BACKGROUND: deque()}
+        self._seq = itertools.count()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.steps_run = 0
+        self.busy_seconds = 0.0
+        self.waits: deque[Wait] = deque(maxlen=10_000)  # recent queueing, for benchmarks
+
+    # ------------------------------------------------------------------ public API
+
+    async def run(
+        self, fn: Callable[[], T], *, priority: int = NORMAL, key: str | None = None
+    ) -> T:
+        """Run ``fn()`` on the lane as one step of session ``key``; return its result.
+
+        ``key`` defaults to :data:`SESSION`, which the server sets once per connection.
+        """
+        loop = asyncio.get_running_loop()
+        key = SESSION.get() if key is None else key
+        step = _Step(key, priority, fn, loop.create_future(), loop, next(self._seq))
+        self._put(step)
+        try:
+            result: T = await step.future
+        except asyncio.CancelledError:
+            step.cancelled = True
+            raise
+        return result
+
+    async def stream(
+        self, make: Callable[[], Iterator[T]], *, priority: int = NORMAL, key: str | None = None
+    ) -> AsyncIterator[T]:
+        """Iterate ``make()`` on the lane, one ``next()`` per step, yielding each item."""
+        iterator: Iterator[T] | None = None
+
+        def step() -> Any:
+            nonlocal iterator
+            if iterator is None:
+                iterator = make()
+            return next(iterator, _END)
+
+        try:
+            while True:
+                item = await self.run(step, priority=priority, key=key)
+                if item is _END:
+                    return
+                yield item
+        finally:
+            # close the iterator on the lane thread (never on the GC's), without waiting
+            if iterator is not None and hasattr(iterator, "close"):
+                with contextlib.suppress(RuntimeError):  # no running loop: nothing to close on
+                    self.submit(iterator.close, priority=URGENT, key=key)
+
+    def submit(
+        self, fn: Callable[[], Any], *, priority: int = NORMAL, key: str | None = None
+    ) -> None:
+        """Queue ``fn()`` without waiting for it; its result and errors are dropped."""
+        loop = asyncio.get_running_loop()
+        key = SESSION.get() if key is None else key
+        future: asyncio.Future[Any] = loop.create_future()
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._put(_Step(key, priority, fn, future, loop, next(self._seq)))
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def pending(self) -> int:
+        with self._cond:
+            return sum(len(q) for queues in self._queues.values() for q in queues.values())
+
+    # ------------------------------------------------------------------ internals
+
+    def _put(self, step: _Step) -> None:
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("the compute lane is closed")
+            queues = self._queues[step.priority]
+            if step.key not in queues:
+                queues[step.key] = deque()
+                self._turn[step.priority].append(step.key)
+            step.steps_before = self.steps_run
+            queues[step.key].append(step)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def _take(self) -> _Step | None:
+        """The next step: most urgent class first, round-robin over sessions within it."""
+        for priority in (URGENT, NORMAL, BACKGROUND):
+            turn, queues = self._turn[priority], self._queues[priority]
+            while turn:
+                key = turn.popleft()
+                queue = queues[key]
+                step = queue.popleft()
+                if queue:
+                    turn.append(key)  # the session goes to the back of the line
+                else:
+                    del queues[key]
+                if not step.cancelled:
+                    return step
+        return None
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                step = self._take()
+                while step is None:
+                    if self._closed:
+                        return
+                    self._cond.wait()
+                    step = self._take()
+            started = time.perf_counter()
+            others = self.steps_run - step.steps_before
+            self.waits.append(Wait(step.key, step.priority, started - step.queued_at, others))
+            try:
+                result = step.fn()
+            except BaseException as exc:  # delivered to the awaiting task
+                self._deliver(step, None, exc)
+            else:
+                self._deliver(step, result, None)
+            self.busy_seconds += time.perf_counter() - started
+            self.steps_run += 1
+
+    @staticmethod
+    def _deliver(step: _Step, result: Any, exc: BaseException | None) -> None:
+        def settle() -> None:
+            if step.future.done():
+                return
+            if exc is not None:
+                step.future.set_exception(exc)
+            else:
+                step.future.set_result(result)
+
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
+            step.loop.call_soon_threadsafe(settle)

@@ -1,0 +1,452 @@
+"""Embedded LLM: a Qwen2.5-Coder GGUF on llama.cpp (llama-cpp-python), run on the compute lane.
+
+One model per process: every :class:`LlamaLLM` for the same file shares one loaded
+``llama_cpp.Llama`` (an :class:`_Engine`). All model work runs on the
+:class:`~harken.engines.lane.ComputeLane`: one step per decoded token, and prompts in steps of
+``prefill_chunk`` tokens, so other sessions' speech and transcription interleave with a reply.
+
+**KV cache.** llama.cpp keeps one KV cache. The engine knows which tokens it holds and keeps RAM
+snapshots of it (``llama_state_seq_get_data``, ~12 KB per token for the 0.5B) under *slots*:
+a session's answer context and its tool-choice context, LRU-bounded by ``cache_bytes``. Before a
+step overwrites unsaved tokens, they are saved: under the reply's own key while it is still
+running, else under its slot. A step then continues from whichever of the live cache or a
+snapshot shares the longest prefix with its tokens. So ``prime`` evaluates a session's system
+message once (``BACKGROUND`` priority) and it stays however many other sessions talk; two
+replies interleave token by token, each restoring its own context in milliseconds; and a
+finished turn stays cached, so the next turn evaluates only the new messages.
+
+**Decoding.** Greedy unless a temperature > 0 is given. An answer stops at an end-of-generation
+or control token (never as its first token) or after ``max_tokens``. The tool choice
+(:mod:`harken.providers.llm.tools`) is greedy under its grammar; once only one tool fits, the
+rest of its name is appended without decoding it token by token.
+"""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Final, cast
+
+import llama_cpp
+import numpy as np
+import numpy.typing as npt
+
+from harken.engines.lane import BACKGROUND, SESSION, ComputeLane
+from harken.errors import ModelError, ProviderError
+from harken.protocol.settings import FunctionDef
+from harken.providers.base import Capabilities, LLMOutput, LLMText, LLMToolCalls
+from harken.providers.llm import tools
+from harken.session.effects import ChatMessage, ToolCall
+
+Tokens = npt.NDArray[np.intc]
+_FIX: Final = "check it with `harken models --verify` and re-assemble it with `make install`"
+_LIBRARY_ERRORS: Final = (ValueError, RuntimeError, OSError)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStats:
+    """One reply: its first prompt and how much of it was cached, first output, answer size."""
+
+    session: str
+    prompt_tokens: int
+    cached_tokens: int
+    first_output_s: float | None
+    output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    tokens: Tokens
+    data: ctypes.Array[ctypes.c_uint8]
+
+
+def _common(a: Tokens, b: Tokens) -> int:
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(a[:n] != b[:n])
+    return int(differ[0]) if len(differ) else n
+
+
+def _load(path: Path, n_ctx: int, n_threads: int) -> llama_cpp.Llama:
+    if not path.is_file():
+        raise ModelError(f"the LLM model file {path} is missing; run `make install`")
+    try:
+        return llama_cpp.Llama(
+            str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=False
+        )
+    except _LIBRARY_ERRORS as exc:
+        raise ModelError(f"llama.cpp cannot load {path} ({exc}); is it corrupt? {_FIX}") from exc
+
+
+class _Engine:
+    """A loaded model, what its KV cache holds, and the slots' snapshots. Lane thread only."""
+
+    def __init__(self, path: Path, n_ctx: int, n_threads: int, cache_bytes: int) -> None:
+        self.llm = llm = _load(path, n_ctx, n_threads)
+        self.lock = threading.Lock()  # two lanes sharing a model would still take turns
+        vocab = llama_cpp.llama_model_get_vocab(llm.model)
+        memory = llama_cpp.llama_get_memory(llm.ctx)
+        assert vocab is not None and memory is not None
+        self.vocab, self.memory, self.cache_bytes = vocab, memory, cache_bytes
+        is_eog, is_control = llama_cpp.llama_vocab_is_eog, llama_cpp.llama_vocab_is_control
+        stop = [t for t in range(llm.n_vocab()) if is_eog(vocab, t) or is_control(vocab, t)]
+        self.stop = frozenset(stop)
+        self.never = dict.fromkeys(stop, float("-inf"))  # logit bias: no empty answer
+        self.snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
+        self.owner: object | None = None  # the job whose tokens the cache holds
+        self.dirty: tuple[str, object | None] | None = None  # unsaved tokens: (slot, live job)
+
+    def tokenize(self, pieces: Iterable[tools.Piece]) -> list[int]:
+        encode = self.llm.tokenize
+        return [t for text, special in pieces for t in encode(text.encode(), False, special)]
+
+    def claim(self, job: object, slot: str, target: Sequence[int], *, logits: bool = True) -> int:
+        """Make the cache hold the longest available prefix of ``target``; return its length.
+
+        With ``logits`` the last token never counts as held: it is evaluated again to sample
+        what follows. A job that rewrites its tokens (not only appends) calls :meth:`release`.
+        """
+        llm = self.llm
+        limit = len(target) - 1 if logits else len(target)
+        if self.owner is job and llm.n_tokens <= limit:
+            return llm.n_tokens
+        ids = np.asarray(target, dtype=np.intc)
+        keep = _common(llm.input_ids[: llm.n_tokens], ids)
+        found = max(((_common(s.tokens, ids), k) for k, s in self.snapshots.items()), default=None)
+        if found is not None and found[0] > keep:
+            self._park(slot, job)
+            self._restore(self.snapshots[found[1]])
+            self.snapshots.move_to_end(found[1])
+            keep = found[0]
+        if min(keep, limit) < llm.n_tokens:
+            self._park(slot, job)
+            self._truncate(min(keep, limit))
+        self.owner = job
+        return llm.n_tokens
+
+    def eval(self, slot: str, job: object, tokens: Sequence[int]) -> None:
+        if tokens:
+            self.llm.eval(tokens)
+            self.dirty = (slot, job)
+
+    def release(self, job: object) -> None:
+        """``job`` is over (or changes slot): its tokens are now just its slot's context."""
+        if self.dirty is not None and self.dirty[1] is job:
+            self.dirty = (self.dirty[0], None)
+        self.snapshots.pop(f"#{id(job)}", None)
+        self.owner = None if self.owner is job else self.owner
+
+    def adopt(self, slot: str, target: Sequence[int]) -> bool:
+        """Let ``slot`` share a snapshot that already starts with ``target``; True if one does."""
+        ids, own = np.asarray(target, dtype=np.intc), self.snapshots.get(slot)
+        for snapshot in ([own] if own else []) + list(self.snapshots.values()):  # own first
+            if len(snapshot.tokens) >= len(ids) and _common(snapshot.tokens, ids) == len(ids):
+                self.snapshots[slot] = snapshot
+                self.snapshots.move_to_end(slot)
+                return True
+        return False
+
+    def save(self, slot: str) -> None:
+        """Snapshot the cache as ``slot``'s; evict the least recently used beyond the budget."""
+        ctx, n = self.llm.ctx, self.llm.n_tokens
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        if n == 0 or size > self.cache_bytes:
+            return
+        data = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(ctx, data, size, 0) == 0:
+            return
+        self.snapshots[slot] = _Snapshot(self.llm.input_ids[:n].copy(), data)
+        self.snapshots.move_to_end(slot)
+        self.dirty = None
+        while self.snapshots:
+            unique = {id(s): ctypes.sizeof(s.data) for s in self.snapshots.values()}
+            if sum(unique.values()) <= self.cache_bytes:
+                break
+            self.snapshots.popitem(last=False)
+
+    def _park(self, slot: str, job: object) -> None:
+        """Save unsaved tokens of another slot or job before they are overwritten.
+
+        A live job's tokens are saved under its own key (dropped by :meth:`release`), so
+        concurrent jobs never overwrite each other's progress, not even in one slot.
+        """
+        if self.dirty is not None and self.dirty != (slot, job):
+            owner, writer = self.dirty
+            self.save(owner if writer is None else f"#{id(writer)}")
+
+    def _restore(self, snapshot: _Snapshot) -> None:
+        self._truncate(0)
+        data = snapshot.data
+        if llama_cpp.llama_state_seq_set_data(self.llm.ctx, data, ctypes.sizeof(data), 0) == 0:
+            self._truncate(0)
+            raise RuntimeError("llama.cpp could not restore a KV cache snapshot")
+        n = len(snapshot.tokens)
+        self.llm.input_ids[:n] = snapshot.tokens
+        self.llm.n_tokens = n
+
+    def _truncate(self, n: int) -> None:
+        llama_cpp.llama_memory_seq_rm(self.memory, -1, n, -1)
+        self.llm.n_tokens = n
+
+
+_ENGINES: dict[tuple[Path, int, int], _Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def _engine(path: Path, n_ctx: int, n_threads: int, cache_bytes: int) -> _Engine:
+    key = (path.absolute(), n_ctx, n_threads)
+    with _ENGINES_LOCK:
+        if key not in _ENGINES:
+            _ENGINES[key] = _Engine(path, n_ctx, n_threads, cache_bytes)
+        return _ENGINES[key]
+
+
+class _Sampler:
+    """A llama.cpp sampler chain: logit biases, a grammar, then greedy or temperature."""
+
+    def __init__(
+        self,
+        engine: _Engine,
+        temperature: float | None = None,
+        *,
+        grammar: str = "",
+        bias: Mapping[int, float] | None = None,
+    ) -> None:
+        params = llama_cpp.llama_sampler_chain_default_params()
+        self.chain: llama_cpp.llama_sampler_p | None = llama_cpp.llama_sampler_chain_init(params)
+        add = partial(llama_cpp.llama_sampler_chain_add, self.chain)
+        if bias:
+            items = [llama_cpp.llama_logit_bias(t, b) for t, b in sorted(bias.items())]
+            array = (llama_cpp.llama_logit_bias * len(items))(*items)
+            add(llama_cpp.llama_sampler_init_logit_bias(engine.llm.n_vocab(), len(items), array))
+        if grammar:
+            rules = llama_cpp.llama_sampler_init_grammar(engine.vocab, grammar.encode(), b"root")
+            if not rules:
+                self.close()
+                raise ProviderError("llama.cpp rejected the tool-choice grammar")
+            add(rules)
+        if grammar or temperature is None or temperature <= 0:
+            add(llama_cpp.llama_sampler_init_greedy())
+        else:
+            add(llama_cpp.llama_sampler_init_top_k(40))
+            add(llama_cpp.llama_sampler_init_top_p(0.95, 1))
+            add(llama_cpp.llama_sampler_init_temp(temperature))
+            add(llama_cpp.llama_sampler_init_dist(llama_cpp.LLAMA_DEFAULT_SEED))
+
+    def sample(self, engine: _Engine) -> int:
+        assert self.chain is not None
+        return int(llama_cpp.llama_sampler_sample(self.chain, engine.llm.ctx, -1))
+
+    def close(self) -> None:
+        if self.chain is not None:
+            llama_cpp.llama_sampler_free(self.chain)
+            self.chain = None
+
+
+class _Turn:
+    """One reply in the making: the slot and tokens of its current phase, and its state."""
+
+    def __init__(
+        self,
+        session: str,
+        messages: Sequence[ChatMessage],
+        functions: Sequence[FunctionDef],
+        temperature: float | None,
+    ) -> None:
+        self.session, self.messages, self.functions = session, messages, functions
+        self.temperature = temperature
+        self.slot, self.prompt, self.decoded = session, 0, 0
+        self.tokens: list[int] = []
+        self.stats: tuple[int, int] | None = None  # first prompt's (size, cached)
+        self.choice: tools.Choice | None = None
+        self.sampler: _Sampler | None = None
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
+        self.spoke = False
+
+
+class LlamaLLM:
+    """The embedded :class:`~harken.providers.base.LLM`: llama.cpp with a Qwen GGUF, streamed.
+
+    ``turns`` keeps the :class:`TurnStats` of recent replies (for benchmarks and tests).
+    """
+
+    capabilities = Capabilities(streaming=True, tools=True)
+
+    def __init__(
+        self,
+        model_path: Path,
+        lane: ComputeLane,
+        *,
+        n_ctx: int = 4096,
+        n_threads: int = 2,
+        cache_bytes: int = 256 << 20,
+        max_tokens: int = 200,
+        prefill_chunk: int = 64,
+    ) -> None:
+        self._engine = _engine(Path(model_path), n_ctx, n_threads, cache_bytes)
+        self._lane = lane
+        self.max_tokens, self.prefill_chunk = max_tokens, prefill_chunk
+        self.turns: deque[TurnStats] = deque(maxlen=64)
+
+    async def prime(
+        self, messages: Sequence[ChatMessage], functions: Sequence[FunctionDef] = ()
+    ) -> None:
+        """Cache the system message for this session (and its tool choice, given ``functions``)."""
+        session = SESSION.get()
+        make = partial(self._prime_steps, session, tuple(messages), tuple(functions))
+        steps = cast(AsyncGenerator[None, None], self._lane.stream(make, priority=BACKGROUND))
+        try:
+            async with aclosing(steps):
+                async for _ in steps:
+                    pass
+        except _LIBRARY_ERRORS as exc:
+            raise ProviderError(f"llama.cpp failed to prime the prompt: {exc}") from exc
+
+    async def stream(
+        self,
+        messages: Sequence[ChatMessage],
+        functions: Sequence[FunctionDef] = (),
+        *,
+        temperature: float | None = None,
+    ) -> AsyncIterator[LLMOutput]:
+        job = _Turn(SESSION.get(), tuple(messages), tuple(functions), temperature)
+        started, first = time.perf_counter(), None
+        make = partial(self._turn_steps, job)
+        steps = cast(AsyncGenerator[LLMOutput | None, None], self._lane.stream(make))
+        try:
+            async with aclosing(steps):
+                async for output in steps:
+                    if output is not None:
+                        first = time.perf_counter() - started if first is None else first
+                        yield output
+        except _LIBRARY_ERRORS as exc:
+            raise ProviderError(f"llama.cpp failed: {exc}", retryable=True) from exc
+        finally:
+            size, cached = job.stats or (0, 0)
+            self.turns.append(TurnStats(job.session, size, cached, first, job.decoded))
+
+    # ------------------------------------------------------------------ lane steps
+
+    def _prime_steps(
+        self, session: str, messages: Sequence[ChatMessage], functions: Sequence[FunctionDef]
+    ) -> Iterator[None]:
+        engine = self._engine
+        slots: list[tuple[str, Sequence[FunctionDef]]] = [(session, ())]
+        if functions:
+            slots.append((f"{session}/tools", functions))
+        for slot, offered in slots:
+            job = object()
+            with engine.lock:
+                tokens = engine.tokenize(tools.render(messages, offered, reply=False))
+                done = engine.adopt(slot, tokens)
+            try:
+                while not done:
+                    with engine.lock:
+                        have = engine.claim(job, slot, tokens, logits=False)
+                        engine.eval(slot, job, tokens[have : have + self.prefill_chunk])
+                        done = engine.llm.n_tokens == len(tokens)
+                        if done:
+                            engine.save(slot)
+                    if not done:
+                        yield None
+            finally:
+                with engine.lock:
+                    engine.release(job)
+
+    def _turn_steps(self, job: _Turn) -> Iterator[LLMOutput | None]:
+        try:
+            while True:
+                with self._engine.lock:
+                    output, done = self._step(job)
+                if output is not None or not done:
+                    yield output
+                if done:
+                    return
+        finally:
+            with self._engine.lock:
+                self._engine.release(job)
+            if job.sampler is not None:
+                job.sampler.close()
+
+    def _phase(self, job: _Turn, functions: Sequence[FunctionDef]) -> None:
+        """Start the tool choice (with ``functions``) or the answer: prompt, slot, sampler."""
+        engine, messages = self._engine, list(job.messages)
+        while True:  # drop the oldest messages while the prompt is too long
+            job.tokens = engine.tokenize(tools.render(messages, functions))
+            if len(job.tokens) + self.max_tokens <= engine.llm.n_ctx() or len(messages) <= 2:
+                break
+            del messages[1 if messages[0].role == "system" else 0]
+        if len(job.tokens) + 16 > engine.llm.n_ctx():
+            raise ProviderError("the conversation does not fit the model's context", retryable=True)
+        engine.release(job)
+        job.prompt, job.decoded = len(job.tokens), 0
+        if job.sampler is not None:
+            job.sampler.close()
+        if functions:
+            job.slot, job.choice = f"{job.session}/tools", tools.Choice(functions)
+            job.sampler = _Sampler(engine, grammar=tools.grammar(functions))
+        else:
+            job.slot, job.choice = job.session, None
+            job.sampler = _Sampler(engine, job.temperature, bias=engine.never)
+
+    def _step(self, job: _Turn) -> tuple[LLMOutput | None, bool]:
+        """Evaluate the next prompt chunk or the last token; then maybe sample one token."""
+        engine = self._engine
+        if job.sampler is None:
+            offer = tools.needs_choice(job.messages, job.functions)
+            self._phase(job, job.functions if offer else ())
+        have = engine.claim(job, job.slot, job.tokens)
+        job.stats = job.stats or (len(job.tokens), have)
+        engine.eval(job.slot, job, job.tokens[have : have + self.prefill_chunk])
+        if engine.llm.n_tokens < len(job.tokens):
+            return None, False
+        if engine.llm.n_tokens >= engine.llm.n_ctx() - 1:
+            return None, True
+        assert job.sampler is not None
+        token = job.sampler.sample(engine)
+        return self._choose(job, token) if job.choice else self._speak(job, token)
+
+    def _choose(self, job: _Turn, token: int) -> tuple[LLMOutput | None, bool]:
+        """One token of the tool choice: a call ends the reply, "none" starts the answer."""
+        engine, choice, sampler = self._engine, job.choice, job.sampler
+        assert choice is not None and sampler is not None
+        job.decoded += 1
+        job.tokens.append(token)
+        written = engine.llm.detokenize(job.tokens[job.prompt :])
+        choice.text = written.decode(errors="ignore")
+        tool, rest = choice.rest()
+        if rest and choice.text.encode() == written:  # no character cut in half
+            job.tokens += engine.tokenize([(rest, False)])
+            choice.text += rest
+            sampler.close()
+            job.sampler = _Sampler(engine, grammar=tools.grammar(job.functions, tool))
+        result = choice.result()
+        if isinstance(result, ToolCall):
+            return LLMToolCalls((result,)), True
+        if result is None and job.decoded < self.max_tokens and token not in engine.stop:
+            return None, False
+        self._phase(job, ())  # "none", or no valid choice in time: answer in words
+        return None, False
+
+    def _speak(self, job: _Turn, token: int) -> tuple[LLMOutput | None, bool]:
+        """One token of the spoken answer."""
+        engine = self._engine
+        if token in engine.stop or job.decoded >= self.max_tokens:
+            return None, True
+        job.tokens.append(token)
+        job.decoded += 1
+        if job.decoded == 1 and job.sampler is not None:  # the first token was not the end
+            job.sampler.close()
+            job.sampler = _Sampler(engine, job.temperature)
+        text = job.decoder.decode(engine.llm.detokenize([token]))
+        if not job.spoke:
+            text = text.lstrip()
+            job.spoke = bool(text)
+        return (LLMText(text) if text else None), False

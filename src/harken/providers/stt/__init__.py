@@ -1,0 +1,7 @@
+"""Speech-to-text providers."""
+
+from __future__ import annotations
+
+from harken.providers.stt.whisper import WhisperSTT
+
+__all__ = ["WhisperSTT"]

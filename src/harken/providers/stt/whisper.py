@@ -1,0 +1,225 @@
+"""Batch speech-to-text with faster-whisper (CTranslate2), run on the process's compute lane.
+
+One loaded ``WhisperModel`` per model directory and settings is shared by every provider and
+session of the process (a weak cache, so it is freed when no provider holds it). A whole
+:meth:`WhisperSTT.transcribe` call is one ``URGENT`` lane step: the encoder always runs a 30 s
+padded window, so a short turn costs about as much as a long one (0.7 s base, 0.4 s tiny.en on
+two cores) and there is nothing to gain from splitting it.
+
+Decoding is deterministic and bounded: temperature 0 only (no fallback loop), beam 1 by default,
+no timestamps, no conditioning on previous text and no built-in VAD filter (harken's own VAD
+has already cut the turn). Whisper invents text on silence and noise ("you", "Thank you.",
+"I'm sorry."); :func:`keep_segment` drops such segments, so silence and noise give ``""``.
+
+faster-whisper is untyped; it is imported lazily and reached through the small typed
+Protocols below, so importing this module costs nothing and needs no mypy override.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+import weakref
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Final, Protocol, cast
+
+import numpy as np
+import numpy.typing as npt
+
+from harken.engines.lane import URGENT, ComputeLane
+from harken.errors import ModelError, ProviderError
+from harken.protocol.audio import int16_to_float32
+from harken.providers.base import Capabilities, Int16Array
+
+SAMPLE_RATE: Final = 16000
+MIN_SAMPLES: Final = SAMPLE_RATE // 10
+"""Input shorter than 100 ms is returned as ``""`` without running the model."""
+
+NO_SPEECH_PROB: Final = 0.6
+"""A segment whose no-speech probability exceeds this ...
+
+On the real recordings every segment had P(no speech) <= 0.24 (base) / 0.56 (tiny.en, the
+quiet "five five" of the cards set); on silence and noise from -60 to -20 dBFS, hum, a tone and
+clicks every hallucinated segment had 0.67-0.97.
+"""
+NO_SPEECH_LOGPROB: Final = -0.8
+"""... and whose mean token log-probability is below this is dropped as a hallucination.
+
+Real speech: >= -0.72 (worst: tiny.en on "five five"); hallucinations: -1.01 to -1.82.
+Whisper's own rule is 0.6 / -1.0, which a 5 s silence only just met (-1.01) with base.
+"""
+MAX_COMPRESSION_RATIO: Final = 2.4
+"""A segment that compresses better than this (gzip) is a repetition loop: dropped. Whisper
+normally retries such a segment at a higher temperature; harken decodes once."""
+
+_LOAD_LOCK: Final = threading.Lock()
+_LOADED: Final[weakref.WeakValueDictionary[tuple[str, str, int], Any]] = (
+    weakref.WeakValueDictionary()
+)
+
+
+class Segment(Protocol):
+    """The fields harken reads from a ``faster_whisper.transcribe.Segment``."""
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def no_speech_prob(self) -> float: ...
+
+    @property
+    def avg_logprob(self) -> float: ...
+
+    @property
+    def compression_ratio(self) -> float: ...
+
+
+class _WhisperModel(Protocol):
+    """The part of ``faster_whisper.WhisperModel`` harken uses."""
+
+    @property
+    def supported_languages(self) -> list[str]: ...
+
+    def transcribe(
+        self, audio: npt.NDArray[np.float32], **options: Any
+    ) -> tuple[Iterable[Segment], Any]: ...
+
+
+def keep_segment(segment: Segment) -> bool:
+    """False for a segment that is a hallucination on silence or noise, or a repetition loop."""
+    if segment.no_speech_prob > NO_SPEECH_PROB and segment.avg_logprob < NO_SPEECH_LOGPROB:
+        return False
+    return segment.compression_ratio <= MAX_COMPRESSION_RATIO
+
+
+def load_model(path: Path | str, *, compute_type: str = "int8", cpu_threads: int = 2) -> Any:
+    """The process's one ``WhisperModel`` for ``path`` and these settings, loading it if needed.
+
+    Raises :class:`ModelError` if faster-whisper is missing or the model cannot be loaded (a
+    missing directory is reported as such; it is never taken for a Hugging Face model id).
+    """
+    directory = Path(path).absolute()
+    if not (directory / "model.bin").is_file():
+        raise ModelError(
+            f"no Whisper model in {directory} (model.bin is missing); run `make install` "
+            "(or `harken models`) to assemble it"
+        )
+    key = (str(directory), compute_type, cpu_threads)
+    with _LOAD_LOCK:
+        model = _LOADED.get(key)
+        if model is None:
+            model = _load(directory, compute_type, cpu_threads)
+            _LOADED[key] = model
+        return model
+
+
+def _load(directory: Path, compute_type: str, cpu_threads: int) -> Any:
+    try:
+        module = importlib.import_module("faster_whisper")
+    except ImportError as exc:
+        raise ModelError(
+            "faster-whisper is not installed; run `make install` (faster-whisper==1.2.1)"
+        ) from exc
+    try:
+        return module.WhisperModel(
+            str(directory),
+            device="cpu",
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            local_files_only=True,
+        )
+    except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError for bad files
+        raise ModelError(
+            f"cannot load the Whisper model in {directory}: {exc}; delete the directory and run "
+            "`make install` to assemble it again"
+        ) from exc
+
+
+class WhisperSTT:
+    """:class:`~harken.providers.base.STT` over faster-whisper: ``await transcribe(pcm16k)``.
+
+    ``language`` is the default for calls that pass none; ``"multi"`` (or ``None``) lets a
+    multilingual model detect it. English-only models (``tiny.en``) accept only English.
+    """
+
+    def __init__(
+        self,
+        model_path: Path | str,
+        lane: ComputeLane,
+        *,
+        cpu_threads: int = 2,
+        compute_type: str = "int8",
+        beam_size: int = 1,
+        language: str | None = "en",
+    ) -> None:
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be at least 1; got {beam_size}")
+        self.model_path = Path(model_path)
+        self._lane = lane
+        self._beam_size = beam_size
+        self._model = cast(
+            _WhisperModel,
+            load_model(model_path, compute_type=compute_type, cpu_threads=cpu_threads),
+        )
+        self._languages = tuple(self._model.supported_languages)
+        self.language = self._language(language)
+        self.capabilities = Capabilities(
+            streaming=False, sample_rate=SAMPLE_RATE, languages=self._languages
+        )
+
+    @classmethod
+    def from_catalog(
+        cls, model_id: str, lane: ComputeLane, root: Path | str | None = None, **options: Any
+    ) -> WhisperSTT:
+        """Verify ``model_id`` (e.g. ``"whisper-base"``) in the model cache and load it."""
+        from harken.engines.assemble import verify
+
+        return cls(verify(model_id, root), lane, **options)
+
+    async def transcribe(self, pcm16k: Int16Array, *, language: str | None = None) -> str:
+        """The text spoken in ``pcm16k`` (mono int16 at 16 kHz); ``""`` if nothing was said."""
+        samples = np.asarray(pcm16k)
+        if samples.ndim != 1 or samples.dtype != np.int16:
+            raise ProviderError(
+                f"WhisperSTT needs mono int16 samples at 16 kHz; got {samples.dtype} with "
+                f"shape {samples.shape}"
+            )
+        lang = self.language if language is None else self._language(language)
+        if samples.size < MIN_SAMPLES:
+            return ""
+        audio = int16_to_float32(samples)
+        return await self._lane.run(lambda: self._run(audio, lang), priority=URGENT)
+
+    def _run(self, audio: npt.NDArray[np.float32], language: str | None) -> str:
+        """One whole transcription, on the lane thread."""
+        try:
+            segments, _info = self._model.transcribe(
+                audio,
+                language=language,
+                beam_size=self._beam_size,
+                best_of=1,
+                temperature=0.0,
+                without_timestamps=True,
+                condition_on_previous_text=False,
+                vad_filter=False,
+                no_speech_threshold=None,  # keep_segment() decides, on every segment
+                log_prob_threshold=None,
+            )
+            texts = [segment.text for segment in segments if keep_segment(segment)]
+        except Exception as exc:
+            raise ProviderError(f"Whisper transcription failed: {exc}", retryable=True) from exc
+        return " ".join(text.strip() for text in texts if text.strip())
+
+    def _language(self, language: str | None) -> str | None:
+        """A Whisper language code for ``language`` (``"en-US"`` → ``"en"``; ``"multi"`` →
+        None, i.e. detect), or :class:`ProviderError` if the model does not know it."""
+        if language is None or language.lower() in ("multi", "auto", ""):
+            return None if len(self._languages) > 1 else self._languages[0]
+        code = language.split("-")[0].split("_")[0].lower()
+        if code not in self._languages:
+            raise ProviderError(
+                f"this Whisper model does not transcribe language {language!r}; "
+                f"it knows: {', '.join(self._languages)}"
+            )
+        return code

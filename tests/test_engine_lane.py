@@ -1,0 +1,120 @@
+"""The compute lane: one worker thread, priorities, round-robin over sessions, cancellation."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from harken.engines.lane import BACKGROUND, NORMAL, URGENT, ComputeLane
+
+
+@pytest.fixture
+def lane() -> Iterator[ComputeLane]:
+    running = ComputeLane("test-lane")
+    yield running
+    running.close()
+
+
+async def test_run_returns_results_and_raises_errors(lane: ComputeLane) -> None:
+    assert await lane.run(key="a", fn=lambda: 41 + 1) == 42
+
+    def boom() -> None:
+        raise ValueError("model exploded")
+
+    with pytest.raises(ValueError, match="model exploded"):
+        await lane.run(key="a", fn=boom)
+    assert lane.steps_run == 2
+
+
+async def test_all_steps_run_on_one_thread(lane: ComputeLane) -> None:
+    names = await asyncio.gather(
+        *(lane.run(key=str(i), fn=lambda: threading.current_thread().name) for i in range(5))
+    )
+    assert set(names) == {"test-lane"}
+
+
+async def test_round_robin_between_sessions_and_priorities(lane: ComputeLane) -> None:
+    gate = threading.Event()
+    order: list[str] = []
+    blocker = asyncio.ensure_future(lane.run(key="x", fn=gate.wait))
+    await asyncio.sleep(0.05)  # the lane is now busy with the blocker
+
+    def mark(label: str) -> None:
+        order.append(label)
+
+    tasks = [
+        lane.run(key="a", fn=lambda: mark("a1")),
+        lane.run(key="a", fn=lambda: mark("a2")),
+        lane.run(key="a", fn=lambda: mark("a3")),
+        lane.run(key="b", fn=lambda: mark("b1")),
+        lane.run(key="c", fn=lambda: mark("c-bg"), priority=BACKGROUND),
+        lane.run(key="c", fn=lambda: mark("c-urgent"), priority=URGENT),
+    ]
+    futures = [asyncio.ensure_future(t) for t in tasks]
+    await asyncio.sleep(0.05)
+    assert lane.pending() == 6
+    gate.set()
+    await asyncio.gather(blocker, *futures)
+    assert order == ["c-urgent", "a1", "b1", "a2", "a3", "c-bg"]
+
+
+async def test_cancelled_steps_never_run(lane: ComputeLane) -> None:
+    gate = threading.Event()
+    ran: list[str] = []
+    blocker = asyncio.ensure_future(lane.run(key="x", fn=gate.wait))
+    await asyncio.sleep(0.05)
+    doomed = asyncio.ensure_future(
+        lane.run(key="a", fn=lambda: ran.append("doomed"), priority=NORMAL)
+    )
+    await asyncio.sleep(0.01)
+    doomed.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await doomed
+    gate.set()
+    await blocker
+    await lane.run(key="a", fn=lambda: ran.append("after"))
+    assert ran == ["after"]
+
+
+async def test_stream_interleaves_sessions_step_by_step(lane: ComputeLane) -> None:
+    order: list[str] = []
+
+    def tokens(label: str) -> Iterator[str]:
+        for i in range(3):
+            order.append(f"{label}{i}")
+            yield f"{label}{i}"
+
+    async def consume(label: str) -> list[str]:
+        return [t async for t in lane.stream(lambda: tokens(label), key=label)]
+
+    a, b = await asyncio.gather(consume("a"), consume("b"))
+    assert a == ["a0", "a1", "a2"]
+    assert b == ["b0", "b1", "b2"]
+    assert order[:4] in (["a0", "b0", "a1", "b1"], ["b0", "a0", "b1", "a1"])
+
+
+async def test_stream_closes_its_iterator_on_the_lane_when_abandoned(lane: ComputeLane) -> None:
+    closed_on: list[str] = []
+
+    def tokens() -> Iterator[int]:
+        try:
+            yield from range(100)
+        finally:
+            closed_on.append(threading.current_thread().name)
+
+    stream = lane.stream(tokens, key="a")
+    assert await anext(stream) == 0
+    await stream.aclose()
+    await lane.run(key="a", fn=lambda: None, priority=NORMAL)
+    assert closed_on == ["test-lane"]
+
+
+async def test_closed_lane_refuses_work() -> None:
+    lane = ComputeLane()
+    assert await lane.run(key="a", fn=lambda: 1, priority=NORMAL) == 1
+    lane.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        await lane.run(key="a", fn=lambda: 2)

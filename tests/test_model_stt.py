@@ -1,0 +1,246 @@
+"""Whisper (faster-whisper, int8) on 11 real recorded human utterances, silence and noise.
+
+Real models: needs ``models/whisper-base`` and ``models/whisper-tiny.en`` (``make install``)
+and the recordings of ``scripts/fetch_testdata.py``; missing either fails, unless
+``HARKEN_ALLOW_MISSING_MODELS=1``. Run with ``-s`` to see the per-utterance transcripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harken.engines.assemble import verify
+from harken.engines.lane import SESSION, ComputeLane
+from harken.errors import ModelError, ProviderError
+from harken.protocol.audio import resample
+from harken.providers.base import STT
+from harken.providers.stt import WhisperSTT
+from harken.providers.stt.whisper import keep_segment, load_model
+from speech import (
+    Utterance,
+    corpus_wer,
+    model_root,
+    need,
+    noise,
+    normalise,
+    utterances,
+    wer,
+)
+
+pytestmark = pytest.mark.models
+
+BASE_MAX_WER = 0.08  # measured 4/96 = 4.2 % (MODELS.md: 4.2 %)
+TINY_MAX_WER = 0.10
+"""tiny.en measured 8/96 = 8.3 % with harken's settings (no timestamps, beam 1). MODELS.md's
+5.2 % was decoded with timestamp tokens, which happen to fix "ill-disposed" in one sentence and
+"four" in another. 8 % does not hold for tiny.en here, so it gets 10 %."""
+
+
+@pytest.fixture(scope="module")
+def lane() -> Iterator[ComputeLane]:
+    lane = ComputeLane("test-stt")
+    yield lane
+    lane.close()
+
+
+@pytest.fixture(scope="module")
+def speech() -> list[Utterance]:
+    return need(utterances)
+
+
+@pytest.fixture(scope="module")
+def base(lane: ComputeLane) -> WhisperSTT:
+    return need(WhisperSTT.from_catalog, "whisper-base", lane, model_root())
+
+
+@pytest.fixture(scope="module")
+def tiny(lane: ComputeLane) -> WhisperSTT:
+    return need(WhisperSTT.from_catalog, "whisper-tiny.en", lane, model_root())
+
+
+def _run_all(stt: WhisperSTT, speech: list[Utterance]) -> dict[str, str]:
+    async def run() -> dict[str, str]:
+        return {u.name: await stt.transcribe(u.samples) for u in speech}
+
+    loop = asyncio.new_event_loop()  # private: never installed as the current loop
+    try:
+        return loop.run_until_complete(run())
+    finally:
+        loop.close()
+
+
+@pytest.fixture(scope="module")
+def base_texts(base: WhisperSTT, speech: list[Utterance]) -> dict[str, str]:
+    return _run_all(base, speech)
+
+
+@pytest.fixture(scope="module")
+def tiny_texts(tiny: WhisperSTT, speech: list[Utterance]) -> dict[str, str]:
+    return _run_all(tiny, speech)
+
+
+def _report(label: str, speech: list[Utterance], texts: dict[str, str]) -> tuple[float, str]:
+    lines = [f"{label}: per-utterance WER"]
+    for u in speech:
+        lines.append(f"  {u.name:<10} {wer(u.text, texts[u.name]):6.1%}  {texts[u.name]!r}")
+    errors, words = corpus_wer([(u.text, texts[u.name]) for u in speech])
+    lines.append(f"  corpus WER {errors}/{words} = {errors / words:.1%}")
+    report = "\n".join(lines)
+    print("\n" + report)
+    return errors / words, report
+
+
+def test_provider_shape(base: WhisperSTT, tiny: WhisperSTT) -> None:
+    assert isinstance(base, STT)
+    assert base.capabilities.sample_rate == 16000
+    assert "en" in base.capabilities.languages and "de" in base.capabilities.languages
+    assert tiny.capabilities.languages == ("en",)
+
+
+def test_base_wer_on_real_speech(speech: list[Utterance], base_texts: dict[str, str]) -> None:
+    corpus, report = _report("whisper-base int8", speech, base_texts)
+    assert corpus <= BASE_MAX_WER, report
+
+
+def test_tiny_wer_on_real_speech(speech: list[Utterance], tiny_texts: dict[str, str]) -> None:
+    corpus, report = _report("whisper-tiny.en int8", speech, tiny_texts)
+    assert corpus <= TINY_MAX_WER, report
+
+
+@pytest.mark.parametrize("model", ["base", "tiny"])
+@pytest.mark.parametrize("kind", ["silence-1s", "noise-50dBFS-2s", "silence-5s"])
+async def test_silence_and_noise_give_nothing(
+    request: pytest.FixtureRequest, model: str, kind: str
+) -> None:
+    stt: WhisperSTT = request.getfixturevalue(model)
+    audio = {
+        "silence-1s": np.zeros(16000, np.int16),
+        "silence-5s": np.zeros(80000, np.int16),
+        "noise-50dBFS-2s": noise(2.0, -50.0, seed=3),
+    }[kind]
+    assert await stt.transcribe(audio) == ""
+
+
+async def test_too_short_input_skips_the_model(base: WhisperSTT, lane: ComputeLane) -> None:
+    steps = lane.steps_run
+    assert await base.transcribe(np.zeros(0, np.int16)) == ""
+    assert await base.transcribe(noise(0.05, -20.0)) == ""
+    assert lane.steps_run == steps
+
+
+@pytest.mark.parametrize("rate", [8000, 44100])
+async def test_other_rates_resampled_give_the_same_text(
+    base: WhisperSTT, speech: list[Utterance], base_texts: dict[str, str], rate: int
+) -> None:
+    for u in (speech[1], speech[5]):  # a LibriVox sentence and goforward
+        at_rate = resample(u.samples, 16000, rate)  # what a client at ``rate`` would send
+        text = await base.transcribe(resample(at_rate, rate, 16000))
+        assert normalise(text) == normalise(base_texts[u.name]), (u.name, text)
+
+
+async def test_concurrent_transcriptions_share_the_lane(
+    base: WhisperSTT, lane: ComputeLane, speech: list[Utterance], base_texts: dict[str, str]
+) -> None:
+    chosen = [speech[1], speech[5], speech[10]]
+    steps = lane.steps_run
+
+    async def session(index: int, u: Utterance) -> str:
+        SESSION.set(f"session-{index}")
+        return await base.transcribe(u.samples)
+
+    started = time.perf_counter()
+    texts = await asyncio.wait_for(
+        asyncio.gather(*(session(i, u) for i, u in enumerate(chosen))), timeout=60
+    )
+    print(f"\n3 concurrent transcriptions: {time.perf_counter() - started:.2f} s")
+    assert texts == [base_texts[u.name] for u in chosen]
+    assert lane.steps_run - steps == 3  # one lane step per transcription
+
+
+async def test_language_codes(base: WhisperSTT, tiny: WhisperSTT, speech: list[Utterance]) -> None:
+    u = speech[5]
+    assert normalise(await base.transcribe(u.samples, language="en-US")) == normalise(u.text)
+    assert normalise(await tiny.transcribe(u.samples, language="multi")) == normalise(u.text)
+    with pytest.raises(ProviderError, match="does not transcribe language 'de'"):
+        await tiny.transcribe(u.samples, language="de")
+    with pytest.raises(ProviderError, match="xx"):
+        await base.transcribe(u.samples, language="xx")
+
+
+async def test_bad_input_is_a_provider_error(base: WhisperSTT) -> None:
+    with pytest.raises(ProviderError, match="mono int16"):
+        await base.transcribe(np.zeros(16000, np.float32))
+    with pytest.raises(ProviderError, match="mono int16"):
+        await base.transcribe(np.zeros((16000, 2), np.int16))
+
+
+async def test_engine_failure_is_translated(
+    lane: ComputeLane, tiny: WhisperSTT, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("CTranslate2 fell over")
+
+    broken = WhisperSTT(tiny.model_path, lane)  # shares the loaded model
+    monkeypatch.setattr(broken, "_model", type("M", (), {"transcribe": staticmethod(explode)})())
+    with pytest.raises(ProviderError, match="fell over") as info:
+        await broken.transcribe(noise(1.0, -20.0))
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert info.value.retryable
+
+
+def test_one_loaded_model_per_process(tiny: WhisperSTT, lane: ComputeLane) -> None:
+    again = WhisperSTT(tiny.model_path, lane, beam_size=5)
+    assert again._model is tiny._model
+    assert load_model(tiny.model_path) is tiny._model
+
+
+def test_corrupt_model_is_a_model_error(tmp_path: Path, lane: ComputeLane) -> None:
+    source = need(verify, "whisper-tiny.en", model_root())
+    copy = tmp_path / "whisper-tiny.en"
+    shutil.copytree(source, copy)
+    model_bin = copy / "model.bin"
+    with model_bin.open("r+b") as f:
+        f.truncate(model_bin.stat().st_size // 2)
+    started = time.perf_counter()
+    with pytest.raises(ModelError, match="cannot load the Whisper model") as info:
+        WhisperSTT(copy, lane)
+    assert time.perf_counter() - started < 30
+    assert info.value.__cause__ is not None
+
+
+def test_missing_model_is_a_model_error(tmp_path: Path, lane: ComputeLane) -> None:
+    # never mistaken for a Hugging Face model id (no download attempt)
+    with pytest.raises(ModelError, match=r"model\.bin is missing"):
+        WhisperSTT(tmp_path / "nothing-here", lane)
+
+
+@dataclass
+class _Seg:
+    text: str = " hello"
+    no_speech_prob: float = 0.1
+    avg_logprob: float = -0.3
+    compression_ratio: float = 1.2
+
+
+@pytest.mark.parametrize(
+    ("segment", "kept"),
+    [
+        (_Seg(), True),
+        (_Seg(no_speech_prob=0.56, avg_logprob=-0.72), True),  # tiny.en on "five five"
+        (_Seg(no_speech_prob=0.9, avg_logprob=-0.5), True),  # confident text wins
+        (_Seg(no_speech_prob=0.2, avg_logprob=-1.5), True),  # unsure, but speech was heard
+        (_Seg(" you", no_speech_prob=0.705, avg_logprob=-1.01), False),  # base on 5 s silence
+        (_Seg(" I'm sorry.", no_speech_prob=0.813, avg_logprob=-1.5), False),
+        (_Seg(" the the the", compression_ratio=3.1), False),  # repetition loop
+    ],
+)
+def test_hallucination_guard(segment: _Seg, kept: bool) -> None:
+    assert keep_segment(segment) is kept

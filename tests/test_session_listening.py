@@ -1,0 +1,211 @@
+"""Turns from audio: VAD frames → onset, pause (speculation), end of turn, barge-in."""
+
+from __future__ import annotations
+
+from harken.protocol import codes
+from harken.protocol import messages as m
+from harken.session.effects import (
+    AudioChunk,
+    Effect,
+    JobDone,
+    JobFailed,
+    SpeakJob,
+    TextDelta,
+    ThinkJob,
+    TranscribeJob,
+    Transcript,
+)
+from harken.session.listener import FRAME_SECONDS, Listener, ListenerConfig
+from harken.session.session import SessionLimits
+from harken.session.state import Turn
+from session_script import SETTINGS, Script, job, jobs, one, types
+
+FRAME = b"\x01\x00" * 512
+AUDIO = b"\x01\x00" * 12000  # 0.5 s of linear16 at 24 kHz
+
+
+def frames(s: Script, n: int, p: float) -> list[Effect]:
+    out: list[Effect] = []
+    for _ in range(n):
+        s.now += FRAME_SECONDS
+        s.session.receive_speech(p, FRAME, s.now)
+        out += s.drain()
+    return out
+
+
+def speech(s: Script, n: int = 20) -> list[Effect]:
+    return frames(s, n, 0.9)
+
+
+def silence(s: Script, n: int) -> list[Effect]:
+    return frames(s, n, 0.02)
+
+
+def ready(**limits: object) -> Script:
+    s = Script(limits=SessionLimits(**limits)) if limits else Script()  # type: ignore[arg-type]
+    s.settings()
+    return s
+
+
+def test_frames_before_settings_are_ignored() -> None:
+    s = Script()
+    s.drain()
+    assert speech(s) == []
+
+
+def test_onset_needs_three_loud_frames() -> None:
+    s = ready()
+    assert frames(s, 2, 0.9) == []
+    assert silence(s, 1) == []  # a click is not speech
+    effects = frames(s, 3, 0.9)
+    assert types(effects) == ["UserStartedSpeaking"]
+    assert s.session.engine.turn is Turn.USER_SPEAKING
+
+
+def test_speculation_thinks_at_the_pause_and_speaks_only_after_the_end_of_turn() -> None:
+    s = ready()
+    speech(s)
+    effects = silence(s, 6)
+    stt = job(effects, TranscribeJob)
+    assert len(stt.pcm16k) == (20 + 0) * len(FRAME) + 6 * len(FRAME)  # preroll empty: started loud
+    effects = s.provider(Transcript(stt.job_id, "What time is it?"))
+    think = job(effects, ThinkJob)
+    assert think.messages[-1].content == "What time is it?"
+    assert "ConversationText" not in types(effects)  # not final yet
+    assert s.provider(TextDelta(think.job_id, "It is noon. ")) == []  # held: no speech yet
+    effects = silence(s, 11)
+    assert types(effects) == ["ConversationText", "History", "start:speak"]
+    ended = s.now
+    speak = job(effects, SpeakJob)
+    s.now += 0.2
+    effects = s.provider(AudioChunk(speak.job_id, AUDIO))
+    started = one(effects, m.AgentStartedSpeaking)
+    assert abs(started.total_latency - 0.2) < 1e-6  # counted from the end of turn
+    assert s.now - ended < 0.21
+
+
+def test_resuming_cancels_the_guess() -> None:
+    s = ready()
+    speech(s)
+    stt = job(silence(s, 6), TranscribeJob)
+    think = job(s.provider(Transcript(stt.job_id, "Book a table")), ThinkJob)
+    effects = speech(s, 5)
+    assert types(effects) == ["cancel"]  # the think job (the STT already answered)
+    assert s.provider(TextDelta(think.job_id, "Sure. ")) == []
+    stt2 = job(silence(s, 6), TranscribeJob)
+    effects = s.provider(Transcript(stt2.job_id, "Book a table for two"))
+    assert job(effects, ThinkJob).messages[-1].content == "Book a table for two"
+
+
+def test_resume_while_the_guess_is_still_transcribing_cancels_it() -> None:
+    s = ready()
+    speech(s)
+    stt = job(silence(s, 6), TranscribeJob)
+    assert types(speech(s, 3)) == ["cancel"]
+    assert s.provider(Transcript(stt.job_id, "late")) == []
+
+
+def test_end_of_turn_before_the_guess_arrives() -> None:
+    s = ready()
+    speech(s)
+    stt = job(silence(s, 6), TranscribeJob)
+    assert silence(s, 11) == []
+    effects = s.provider(Transcript(stt.job_id, "Hello"))
+    assert types(effects) == ["ConversationText", "History", "start:think"]
+
+
+def test_without_speculation_the_final_transcript_starts_at_end_of_turn() -> None:
+    s = ready(speculate=False)
+    speech(s)
+    assert silence(s, 16) == []
+    stt = job(silence(s, 1), TranscribeJob)
+    effects = s.provider(Transcript(stt.job_id, "Hi"))
+    assert types(effects) == ["ConversationText", "History", "start:think"]
+
+
+def test_empty_transcript_discards_the_turn() -> None:
+    s = ready()
+    speech(s)
+    stt = job(silence(s, 6), TranscribeJob)
+    assert s.provider(Transcript(stt.job_id, "  ")) == []
+    assert silence(s, 11) == []
+    assert s.session.engine.turn is Turn.LISTENING
+
+
+def test_transcription_failure_is_a_warning() -> None:
+    s = ready()
+    speech(s)
+    stt = job(silence(s, 6), TranscribeJob)
+    silence(s, 11)
+    effects = s.provider(JobFailed(stt.job_id, "decoder crashed"))
+    assert one(effects, m.Warning).code == codes.FAILED_TO_LISTEN
+    assert s.session.engine.turn is Turn.LISTENING
+
+
+def test_onset_after_the_end_of_turn_keeps_the_final_transcript() -> None:
+    s = ready(speculate=False)
+    speech(s)
+    stt = job(silence(s, 17), TranscribeJob)
+    assert types(speech(s, 3)) == []  # still the user's floor: no second UserStartedSpeaking
+    effects = s.provider(Transcript(stt.job_id, "first part"))
+    assert types(effects) == ["ConversationText", "History", "start:think"]
+
+
+def test_barge_in_from_audio_keeps_only_what_was_played() -> None:
+    s = ready()
+    think = job(s.text({"type": "InjectUserMessage", "content": "Tell me a story"}), ThinkJob)
+    text = "Once upon a time there was a fox. It lived in the woods. The end. "
+    speak = job(s.provider(TextDelta(think.job_id, text)), SpeakJob)
+    s.provider(AudioChunk(speak.job_id, AUDIO))
+    s.provider(AudioChunk(speak.job_id, AUDIO))  # one second of audio for sentence 1
+    s.provider(JobDone(think.job_id))
+    speak2 = job(s.provider(JobDone(speak.job_id)), SpeakJob)
+    s.provider(AudioChunk(speak2.job_id, AUDIO))
+    s.now += 1.25  # the client has played all of sentence 1 and half of sentence 2
+    effects = speech(s, 3)
+    assert types(effects)[:1] == ["UserStartedSpeaking"]
+    assert "AgentAudioDone" in types(effects)
+    assert s.provider(AudioChunk(speak2.job_id, AUDIO)) == []  # no more audio of that reply
+    history = s.session.engine.conversation.messages("")
+    assert history[-1].content == "Once upon a time there was a fox. It lived in…"
+
+
+def test_text_only_agent_hears_onsets_but_transcribes_nothing() -> None:
+    s = Script()
+    s.settings(listen=None)
+    assert types(speech(s)) == ["UserStartedSpeaking"]
+    assert jobs(silence(s, 20), TranscribeJob) == []
+    assert s.session.engine.turn is Turn.LISTENING
+    speech(s)
+    s.text({"type": "InjectUserMessage", "content": "typed"})
+    silence(s, 20)  # the end of that audio turn does not discard the typed turn's reply
+    assert s.session.engine.turn is Turn.THINKING
+
+
+def test_inject_user_message_drops_a_guess() -> None:
+    s = ready()
+    speech(s)
+    stt = job(silence(s, 6), TranscribeJob)
+    effects = s.text({"type": "InjectUserMessage", "content": "typed instead"})
+    assert types(effects)[0] == "cancel"
+    assert s.provider(Transcript(stt.job_id, "spoken")) == []
+
+
+def test_a_long_monologue_ends_the_turn_at_the_cap() -> None:
+    listener = Listener(ListenerConfig(max_frames=10))
+    events = [listener.feed(0.9, FRAME) for _ in range(10)]
+    kinds = [e.kind for e in events if e is not None]
+    assert kinds == ["onset", "end"]
+
+
+def test_listener_keeps_preroll_before_the_onset() -> None:
+    listener = Listener()
+    for _ in range(20):
+        assert listener.feed(0.0, b"\x00\x00") is None
+    for _ in range(3):
+        event = listener.feed(0.9, b"\x01\x00")
+    assert event is not None and event.kind == "onset"
+    assert listener.speaking
+    assert listener.pcm() == b"\x00\x00" * 10 + b"\x01\x00" * 3
+    assert listener.feed(0.4, b"\x01\x00") is None  # between off and on: still speech
+    assert SETTINGS["type"] == "Settings"
