@@ -107,7 +107,10 @@ conn.inject_user_message(InjectUserMessageOptions(content="What is the weather i
 steps["function_call"] = rec.wait("FunctionCallRequest")
 steps["reply_started"] = rec.wait("AgentStartedSpeaking")
 steps["reply_done"] = rec.wait("AgentAudioDone", n=2)
-conn.inject_agent_message(InjectAgentMessageOptions(message="Still there?"))
+# a long message: while its sentences are still being spoken, a second one is refused
+long_message = " ".join(f"Sentence number {i} is here." for i in range(1, 30))
+conn.inject_agent_message(InjectAgentMessageOptions(message=long_message))
+steps["long_started"] = rec.wait("ConversationText", "Sentence number 1 ")
 conn.inject_agent_message(InjectAgentMessageOptions(message="Still there?"))
 steps["refused"] = rec.wait("InjectionRefused")
 steps["injected_spoken"] = rec.wait("AgentAudioDone", n=3)

@@ -188,14 +188,16 @@ class ComputeLane:
             started = time.perf_counter()
             others = self.steps_run - step.steps_before
             self.waits.append(Wait(step.key, step.priority, started - step.queued_at, others))
+            result: Any = None
+            error: BaseException | None = None
             try:
                 result = step.fn()
             except BaseException as exc:  # delivered to the awaiting task
-                self._deliver(step, None, exc)
-            else:
-                self._deliver(step, result, None)
+                error = exc
+            # count before delivering, so an awaiting task sees its own step counted
             self.busy_seconds += time.perf_counter() - started
             self.steps_run += 1
+            self._deliver(step, result, error)
 
     @staticmethod
     def _deliver(step: _Step, result: Any, exc: BaseException | None) -> None:

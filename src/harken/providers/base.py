@@ -83,8 +83,10 @@ class LLM(Protocol):
         """Stream text deltas, or one ``LLMToolCalls`` when the model asks for tools."""
         ...
 
-    async def prime(self, messages: Sequence[ChatMessage]) -> None:
-        """Warm caches for a prefix (system prompt); a no-op where meaningless."""
+    async def prime(
+        self, messages: Sequence[ChatMessage], functions: Sequence[FunctionDef] = ()
+    ) -> None:
+        """Warm caches for a prefix (system prompt and tools); a no-op where meaningless."""
         ...
 
 

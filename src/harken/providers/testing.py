@@ -64,7 +64,9 @@ class EchoLLM:
         self.slow_delay = slow_delay
         self.primed = 0
 
-    async def prime(self, messages: Sequence[ChatMessage]) -> None:
+    async def prime(
+        self, messages: Sequence[ChatMessage], functions: Sequence[FunctionDef] = ()
+    ) -> None:
         self.primed += 1
 
     def stream(

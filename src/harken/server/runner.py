@@ -190,7 +190,8 @@ class Runner:
 
     async def _prime(self, job: PrimeJob, emit: Emit) -> None:
         if job.think:
-            await self.registry.llm(job.think[0]).prime(job.messages)
+            config = job.think[0]  # the system prompt and the tool list, so turn 1 is warm
+            await self.registry.llm(config).prime(job.messages, config.functions)
         await emit(JobDone(job.job_id))
 
     async def _function(self, job: FunctionJob, emit: Emit) -> None:
