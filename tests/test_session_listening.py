@@ -209,3 +209,30 @@ def test_listener_keeps_preroll_before_the_onset() -> None:
     assert listener.pcm() == b"\x00\x00" * 10 + b"\x01\x00" * 3
     assert listener.feed(0.4, b"\x01\x00") is None  # between off and on: still speech
     assert SETTINGS["type"] == "Settings"
+
+
+def test_speech_ending_again_while_the_last_turn_is_transcribed_is_one_turn() -> None:
+    s = ready(speculate=False)
+    speech(s)
+    first = job(silence(s, 17), TranscribeJob)
+    speech(s)
+    effects = silence(s, 17)
+    merged = job(effects, TranscribeJob)
+    assert types(effects) == ["cancel", "start:transcribe"]
+    assert merged.pcm16k.startswith(first.pcm16k) and len(merged.pcm16k) > len(first.pcm16k)
+    assert s.provider(Transcript(first.job_id, "old")) == []
+    effects = s.provider(Transcript(merged.job_id, "first part and second part"))
+    assert types(effects) == ["ConversationText", "History", "start:think"]
+
+
+def test_no_guessed_reply_while_a_reply_is_in_progress() -> None:
+    s = ready()
+    speech(s)
+    stt = job(silence(s, 17), TranscribeJob)  # pause at 6 frames started it; EOT made it final
+    speech(s, 3)  # the user goes on while the first turn is transcribed
+    think = job(s.provider(Transcript(stt.job_id, "first")), ThinkJob)
+    stt2 = job(silence(s, 6), TranscribeJob)
+    assert jobs(s.provider(Transcript(stt2.job_id, "second")), ThinkJob) == []
+    effects = silence(s, 11)  # end of the second turn: it replaces the first reply
+    assert "cancel" in types(effects) and job(effects, ThinkJob).messages[-1].content == "second"
+    assert s.provider(TextDelta(think.job_id, "Old. ")) == []

@@ -77,6 +77,7 @@ class Guess:
     text: str | None = None
     final: bool = False  # the turn has ended: this transcript is the user's turn
     ended_at: float = 0.0
+    pcm: bytes = b""  # the audio being transcribed
 
 
 class Engine:
@@ -113,12 +114,17 @@ class Engine:
             if event.kind == "end":
                 self._discard(now)
         elif event.kind == "pause":
-            if self.speculate:
+            if self.speculate and self.guess is None:
                 job = TranscribeJob(self.out.new_id(), event.pcm, listen)
-                self.guess = Guess(self.out.start(job))
+                self.guess = Guess(self.out.start(job), pcm=event.pcm)
         elif self.guess is None:
             job = TranscribeJob(self.out.new_id(), event.pcm, listen)
-            self.guess = Guess(self.out.start(job), final=True, ended_at=now)
+            self.guess = Guess(self.out.start(job), final=True, ended_at=now, pcm=event.pcm)
+        elif self.guess.final:  # the previous turn is still being transcribed: one turn of both
+            pcm = self.guess.pcm + event.pcm
+            self.out.cancel(self.guess.stt_job)
+            job = TranscribeJob(self.out.new_id(), pcm, listen)
+            self.guess = Guess(self.out.start(job), final=True, ended_at=now, pcm=pcm)
         else:
             self.guess.final, self.guess.ended_at = True, now
             if self.guess.text is not None:
@@ -130,7 +136,7 @@ class Engine:
         guess.stt_job, guess.text = None, event.text.strip()
         if guess.final:
             self._promote(guess, now)
-        elif guess.text:  # speculate: think now, speak only once the turn is final
+        elif guess.text and self.reply is None:  # speculate: think now, speak once final
             user = ChatMessage("user", guess.text)
             reply = self._start_reply("llm", now, extra=(user,))
             reply.held = True
