@@ -50,8 +50,13 @@ LONG_PARAGRAPH = (
     "website. Children's story time takes place every Wednesday morning at half past ten. "
     "We also run free computer classes for beginners on the first Monday of every month. "
     "Remember that your library card also gives you access to our digital collection of "
-    "newspapers and audiobooks. Please stay on the line if you would like to hear these "
-    "details again, or simply tell me what you are looking for today."
+    "newspapers and audiobooks. Our reading room on the second floor is a quiet space, so "
+    "please keep your phone on silent while you are there. Lost cards can be replaced at any "
+    "desk for a small fee, and your loans stay safe on your account in the meantime. Our "
+    "volunteers can help you search the catalogue, print documents or scan old photographs. "
+    "Every summer we hold a reading challenge for children, with small prizes for every five "
+    "books they finish. Please stay on the line if you would like to hear these details "
+    "again, or simply tell me what you are looking for today."
 )
 
 
