@@ -115,3 +115,14 @@ def test_replace_validates() -> None:
 
 def test_model_map_routes() -> None:
     assert ModelMap().routes("listen")[0] == ("deepgram/nova-3", "stt-default")
+
+
+def test_embedded_model_choices() -> None:
+    config = load_config(None, {}, {})
+    assert (config.stt_model, config.stt_multilingual_model) == ("whisper-tiny.en", "whisper-base")
+    assert load_config(None, {}, {"stt_multilingual_model": ""}).stt_multilingual_model == ""
+    assert load_config(None, {}, {"fallback_voice": ""}).fallback_voice == ""
+    with pytest.raises(ConfigError, match="stt_multilingual_model: unknown stt model 'piper-joe'"):
+        load_config(None, {}, {"stt_multilingual_model": "piper-joe"})
+    with pytest.raises(ConfigError, match="stt_model: unknown stt model ''"):
+        load_config(None, {}, {"stt_model": ""})

@@ -38,10 +38,9 @@ from speech import (
 pytestmark = pytest.mark.models
 
 BASE_MAX_WER = 0.08  # measured 4/96 = 4.2 % (MODELS.md: 4.2 %)
-TINY_MAX_WER = 0.10
-"""tiny.en measured 8/96 = 8.3 % with harken's settings (no timestamps, beam 1). MODELS.md's
-5.2 % was decoded with timestamp tokens, which happen to fix "ill-disposed" in one sentence and
-"four" in another. 8 % does not hold for tiny.en here, so it gets 10 %."""
+TINY_MAX_WER = 0.08
+"""tiny.en (the default model) measured 5/96 = 5.2 % with timestamp tokens decoded (MODELS.md:
+5.2 %); without them it was 8/96, which is why harken decodes them."""
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from harken.protocol.settings import (
     ThinkConfig,
 )
 from harken.providers import registry as reg
-from harken.providers.base import LLM, STT, TTS, VAD, LLMText, LLMToolCalls
+from harken.providers.base import LLM, STT, TTS, VAD, Capabilities, LLMText, LLMToolCalls
 from harken.providers.testing import EchoLLM, EnergyVAD, SilenceSTT, ToneTTS
 from harken.session.effects import ChatMessage
 
@@ -151,3 +151,22 @@ async def test_silence_stt_and_energy_vad() -> None:
     stream = EnergyVAD().stream()
     assert stream.probability(np.zeros(320, dtype=np.int16)) == 0.0
     assert stream.probability(tone[:320]) == 1.0
+
+
+def test_stt_follows_the_session_language(registry: reg.Registry) -> None:
+    english = registry.engines.stt["stt-default"]
+    many = SilenceSTT()
+    many.capabilities = Capabilities(sample_rate=16000, languages=("en", "es", "de"))
+    registry.engines.stt["stt-multilingual"] = many
+
+    def listen(**options: object) -> ListenConfig:
+        return ListenConfig(Provider("deepgram", "nova-3", options=options))
+
+    assert registry.stt(listen()) is english
+    assert registry.stt(listen(language="en-US")) is english
+    assert registry.stt(listen(language="es")) is many
+    assert registry.stt(listen(language="de_DE")) is many
+    assert registry.stt(listen(language="multi")) is many
+    # nobody speaks it: the routed engine answers (and its calls say which languages it knows)
+    assert registry.stt(listen(language="xx")) is english
+    assert registry.stt(listen(language=7)) is english

@@ -72,16 +72,89 @@ def test_speculation_thinks_at_the_pause_and_speaks_only_after_the_end_of_turn()
     think = job(effects, ThinkJob)
     assert think.messages[-1].content == "What time is it?"
     assert "ConversationText" not in types(effects)  # not final yet
-    assert s.provider(TextDelta(think.job_id, "It is noon. ")) == []  # held: no speech yet
+    # the first sentence is synthesised while held, but nothing goes to the client
+    speak = job(s.provider(TextDelta(think.job_id, "It is noon. ")), SpeakJob)
+    assert speak.text == "It is noon."
+    s.now += 0.08
+    assert s.provider(AudioChunk(speak.job_id, AUDIO)) == []
+    assert s.provider(TextDelta(think.job_id, "Lunch time. ")) == []  # one sentence ahead only
     effects = silence(s, 11)
-    assert types(effects) == ["ConversationText", "History", "start:speak"]
     ended = s.now
-    speak = job(effects, SpeakJob)
-    s.now += 0.2
-    effects = s.provider(AudioChunk(speak.job_id, AUDIO))
+    assert types(effects) == [
+        "ConversationText",  # user
+        "History",
+        "ConversationText",  # assistant, just before its audio
+        "History",
+        "AgentStartedSpeaking",
+        "audio",
+    ]
     started = one(effects, m.AgentStartedSpeaking)
-    assert abs(started.total_latency - 0.2) < 1e-6  # counted from the end of turn
-    assert s.now - ended < 0.21
+    assert started.total_latency == 0.0  # everything was ready at the end of turn
+    assert abs(started.tts_latency - 0.08) < 1e-6  # what the TTS took, even though held
+    assert s.session.engine.turn is Turn.AGENT_SPEAKING
+    effects = s.provider(JobDone(speak.job_id))
+    second = job(effects, SpeakJob)
+    assert second.text == "Lunch time."
+    effects = s.provider(AudioChunk(second.job_id, AUDIO)) + s.provider(JobDone(second.job_id))
+    effects += s.provider(JobDone(think.job_id))
+    assert types(effects) == ["ConversationText", "History", "audio", "AgentAudioDone"]
+    assert s.now == ended
+
+
+def test_a_held_reply_finished_before_the_end_of_turn_is_said_whole() -> None:
+    s = ready()
+    speech(s)
+    stt = job(silence(s, 6), TranscribeJob)
+    think = job(s.provider(Transcript(stt.job_id, "Hi")), ThinkJob)
+    assert s.provider(TextDelta(think.job_id, "Hello there!")) == []  # not a whole sentence yet
+    speak = job(s.provider(JobDone(think.job_id)), SpeakJob)
+    assert speak.text == "Hello there!"  # the LLM finished: its rest is the sentence
+    assert s.provider(AudioChunk(speak.job_id, AUDIO)) == []
+    assert s.provider(JobDone(speak.job_id)) == []
+    assert s.session.engine.turn is Turn.USER_SPEAKING  # held: the reply does not finish
+    effects = silence(s, 11)
+    assert types(effects) == [
+        "ConversationText",
+        "History",
+        "ConversationText",
+        "History",
+        "AgentStartedSpeaking",
+        "audio",
+        "AgentAudioDone",
+    ]
+    assert s.session.engine.turn is Turn.LISTENING
+
+
+def test_resuming_drops_the_parked_speech() -> None:
+    s = ready()
+    speech(s)
+    stt = job(silence(s, 6), TranscribeJob)
+    think = job(s.provider(Transcript(stt.job_id, "Book a table")), ThinkJob)
+    speak = job(s.provider(TextDelta(think.job_id, "Sure. ")), SpeakJob)
+    assert s.provider(AudioChunk(speak.job_id, AUDIO)) == []
+    effects = speech(s, 5)
+    assert types(effects) == ["cancel", "cancel"]  # the think and speak jobs
+    assert s.provider(AudioChunk(speak.job_id, AUDIO)) == []  # late output is dropped
+    stt2 = job(silence(s, 6), TranscribeJob)
+    think2 = job(s.provider(Transcript(stt2.job_id, "Book a table for two")), ThinkJob)
+    effects = silence(s, 11)
+    assert types(effects) == ["ConversationText", "History"]
+    assert one(effects, m.ConversationText).content == "Book a table for two"
+    assert job(s.provider(TextDelta(think2.job_id, "Done. ")), SpeakJob).text == "Done."
+
+
+def test_a_parked_tts_failure_is_reported_once_the_turn_is_final() -> None:
+    s = ready()
+    speech(s)
+    stt = job(silence(s, 6), TranscribeJob)
+    think = job(s.provider(Transcript(stt.job_id, "Hi")), ThinkJob)
+    speak = job(s.provider(TextDelta(think.job_id, "Hello. ")), SpeakJob)
+    assert s.provider(JobFailed(speak.job_id, "voice broke")) == []
+    effects = silence(s, 11)
+    assert types(effects) == ["ConversationText", "History", "Error", "cancel"]
+    assert one(effects, m.Error).code == codes.FAILED_TO_SPEAK
+    assert s.session.engine.turn is Turn.LISTENING
+    assert s.provider(TextDelta(think.job_id, "More. ")) == []
 
 
 def test_resuming_cancels_the_guess() -> None:
@@ -236,3 +309,30 @@ def test_no_guessed_reply_while_a_reply_is_in_progress() -> None:
     effects = silence(s, 11)  # end of the second turn: it replaces the first reply
     assert "cancel" in types(effects) and job(effects, ThinkJob).messages[-1].content == "second"
     assert s.provider(TextDelta(think.job_id, "Old. ")) == []
+
+
+def test_latency_report_of_a_spoken_turn() -> None:
+    s = Script()
+    s.text(dict(SETTINGS, experimental=True))
+    s.drain()
+    speech(s)
+    stt = job(silence(s, 6), TranscribeJob)
+    silence(s, 11)  # end of turn before the transcript
+    ended = s.now
+    s.now += 0.25
+    think = job(s.provider(Transcript(stt.job_id, "What time is it?")), ThinkJob)
+    s.now += 0.1
+    s.provider(TextDelta(think.job_id, "It is"))
+    s.now += 0.2
+    speak = job(s.provider(TextDelta(think.job_id, " noon. ")), SpeakJob)
+    s.now += 0.05
+    effects = s.provider(AudioChunk(speak.job_id, AUDIO))
+    report = one(effects, m.LatencyReport)
+    assert report.eou_latency == round(17 * FRAME_SECONDS, 4)
+    assert report.stt_latency == 0.25
+    assert report.ttt_token_latency == 0.1
+    assert report.ttt_text_latency == 0.3
+    assert report.tts_latency == 0.05
+    assert report.total_latency == round(s.now - ended, 4) == 0.6
+    started = one(effects, m.AgentStartedSpeaking)
+    assert (started.total_latency, started.ttt_latency, started.tts_latency) == (0.6, 0.1, 0.05)

@@ -115,7 +115,8 @@ class ServerConfig:
     # provider names -> engines
     models: ModelMap = field(default_factory=ModelMap)
     # the embedded stack (providers = "embedded"): catalog ids of src/harken/engines/catalog.py
-    stt_model: str = "whisper-base"
+    stt_model: str = "whisper-tiny.en"  # fastest; 5.2 % WER on real speech (BENCHMARKS.md)
+    stt_multilingual_model: str = "whisper-base"  # other languages when stt_model is English-only
     llm_model: str = "qwen2.5-coder-0.5b"
     tts_model: str = "piper-joe"
     fallback_voice: str = "espeak-ng"  # "" disables the espeak-ng fallback voice
@@ -215,6 +216,7 @@ _COERCE: dict[str, Callable[[str, object], object]] = {
     "allow_loopback_functions": _as_bool,
     "function_timeout": _as_float,
     "stt_model": _as_str,
+    "stt_multilingual_model": _as_str,
     "llm_model": _as_str,
     "tts_model": _as_str,
     "fallback_voice": _as_str,
@@ -360,7 +362,14 @@ def _validate(config: ServerConfig) -> ServerConfig:
     return config
 
 
-_MODEL_KINDS = {"stt_model": "stt", "llm_model": "llm", "tts_model": "tts", "fallback_voice": "tts"}
+_MODEL_KINDS = {
+    "stt_model": "stt",
+    "stt_multilingual_model": "stt",
+    "llm_model": "llm",
+    "tts_model": "tts",
+    "fallback_voice": "tts",
+}
+_OPTIONAL_MODELS = frozenset({"fallback_voice", "stt_multilingual_model"})
 
 
 def _validate_models(config: ServerConfig) -> None:
@@ -368,7 +377,7 @@ def _validate_models(config: ServerConfig) -> None:
 
     for key, kind in _MODEL_KINDS.items():
         value = getattr(config, key)
-        if key == "fallback_voice" and not value:
+        if key in _OPTIONAL_MODELS and not value:
             continue
         spec = CATALOG.get(value)
         if spec is None or spec.kind != kind:

@@ -72,9 +72,15 @@ def load_engines(config: ServerConfig) -> Engines:
         label=f"embedded ({config.stt_model}, {config.llm_model}, {config.tts_model})"
     )
     engines.vad = _timed("silero-vad", lambda: SileroVAD(vad_path))
-    engines.stt["stt-default"] = _timed(
-        config.stt_model, lambda: WhisperSTT(stt_path, lane, cpu_threads=threads)
-    )
+    stt = _timed(config.stt_model, lambda: WhisperSTT(stt_path, lane, cpu_threads=threads))
+    engines.stt["stt-default"] = stt
+    other = config.stt_multilingual_model
+    if other and other != config.stt_model and len(stt.capabilities.languages) == 1:
+        # sessions that ask for another language are routed to this one (registry.stt)
+        other_path = path(other)
+        engines.stt["stt-multilingual"] = _timed(
+            other, lambda: WhisperSTT(other_path, lane, cpu_threads=threads)
+        )
     engines.llm["llm-default"] = _timed(
         config.llm_model, lambda: LlamaLLM(llm_path, lane, n_threads=threads)
     )

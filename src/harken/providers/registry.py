@@ -132,13 +132,27 @@ class Registry:
             if not self.engines.stt:
                 raise ModelError("no speech-to-text engine is loaded")
             return self.engines.stt.get("stt-default") or next(iter(self.engines.stt.values()))
-        return self._engine("listen", listen.provider, self.engines.stt)  # type: ignore[no-any-return]
+        engine: STT = self._engine("listen", listen.provider, self.engines.stt)
+        wanted = listen.provider.options.get("language")
+        if not isinstance(wanted, str) or _speaks(engine, wanted):
+            return engine
+        # e.g. an English-only default model and a session in Spanish: the multilingual engine
+        return next((e for e in self.engines.stt.values() if _speaks(e, wanted)), engine)
 
     def llm(self, think: ThinkConfig) -> LLM:
         return self._engine("think", think.provider, self.engines.llm)  # type: ignore[no-any-return]
 
     def tts(self, speak: SpeakConfig) -> TTS:
         return self._engine("speak", speak.provider, self.engines.tts)  # type: ignore[no-any-return]
+
+
+def _speaks(engine: STT, language: str) -> bool:
+    """Whether ``engine`` transcribes ``language`` (a BCP-47 tag; "multi" means detect it)."""
+    known = engine.capabilities.languages
+    code = language.split("-")[0].split("_")[0].lower()
+    if code in ("multi", "auto", ""):
+        return len(known) > 1
+    return code in known
 
 
 # ------------------------------------------------------------------------------- loaders

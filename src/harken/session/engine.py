@@ -78,6 +78,7 @@ class Guess:
     final: bool = False  # the turn has ended: this transcript is the user's turn
     ended_at: float = 0.0
     pcm: bytes = b""  # the audio being transcribed
+    silence: float = 0.0  # the silence that ended the turn
 
 
 class Engine:
@@ -119,14 +120,14 @@ class Engine:
                 self.guess = Guess(self.out.start(job), pcm=event.pcm)
         elif self.guess is None:
             job = TranscribeJob(self.out.new_id(), event.pcm, listen)
-            self.guess = Guess(self.out.start(job), final=True, ended_at=now, pcm=event.pcm)
+            self.guess = Guess(self.out.start(job), None, True, now, event.pcm, event.silence)
         elif self.guess.final:  # the previous turn is still being transcribed: one turn of both
             pcm = self.guess.pcm + event.pcm
             self.out.cancel(self.guess.stt_job)
             job = TranscribeJob(self.out.new_id(), pcm, listen)
-            self.guess = Guess(self.out.start(job), final=True, ended_at=now, pcm=pcm)
+            self.guess = Guess(self.out.start(job), None, True, now, pcm, event.silence)
         else:
-            self.guess.final, self.guess.ended_at = True, now
+            self.guess.final, self.guess.ended_at, self.guess.silence = True, now, event.silence
             if self.guess.text is not None:
                 self._promote(self.guess, now)
 
@@ -148,7 +149,7 @@ class Engine:
             self._discard(now)
             return
         held = self.reply if self.reply is not None and self.reply.held else None
-        self.user_text(guess.text, now, held=held, started=guess.ended_at)
+        self.user_text(guess.text, now, held=held, turn=guess)
 
     def _discard(self, now: float) -> None:
         if self.turn is Turn.USER_SPEAKING:
@@ -172,12 +173,12 @@ class Engine:
         self._event(TurnEvent.SPEECH_STARTED, now)
 
     def user_text(
-        self, text: str, now: float, *, held: Reply | None = None, started: float | None = None
+        self, text: str, now: float, *, held: Reply | None = None, turn: Guess | None = None
     ) -> None:
         """A final user turn (end of turn after STT, or InjectUserMessage).
 
-        ``held`` is the reply speculation already prepared for this text; ``started`` is when
-        the turn ended (latencies count from there).
+        ``held`` is the reply speculation already prepared for this text; ``turn`` is the spoken
+        turn it came from (latencies count from its end).
         """
         if held is None:
             self._drop_guess(now)
@@ -185,12 +186,20 @@ class Engine:
         self.out.send(m.ConversationText(role="user", content=text))
         self._history(m.History(role="user", content=text))
         self.conversation.add_user(text)
-        if held is None:
-            reply = self._start_reply("llm", now)
-        else:
-            reply, held.held = held, False
-            self._speak_next(now)
-        reply.started = now if started is None else started
+        reply = self._start_reply("llm", now) if held is None else held
+        if turn is not None:
+            reply.started, reply.eou_latency = turn.ended_at, turn.silence
+            reply.stt_latency = now - turn.ended_at
+        if held is not None:
+            self._unpark(held, now)
+
+    def _unpark(self, reply: Reply, now: float) -> None:
+        """The turn is final: say what the held reply has already synthesised, then go on."""
+        reply.held = False
+        parked, reply.parked = reply.parked, []
+        for event in parked:  # chunks, then at most one JobDone or JobFailed: the last one
+            self._speak_event(event, now)
+        self._speak_next(now)
 
     def agent_text(self, text: str, origin: Literal["inject", "greeting"], now: float) -> None:
         """Say ``text`` as the agent, without the LLM."""
@@ -280,6 +289,11 @@ class Engine:
     def _speak_event(self, event: ProviderEvent, now: float) -> None:
         reply = self.reply
         assert reply is not None and event.job_id == reply.speak_job  # live jobs only
+        if isinstance(event, AudioChunk) and event.data and reply.first_chunk_at is None:
+            reply.first_chunk_at = now
+        if reply.held:  # speculation: synthesise the first sentence, speak it once final
+            reply.parked.append(event)
+            return
         if isinstance(event, AudioChunk):
             self._announce_sentence(reply, now)
             if event.data:
@@ -338,7 +352,7 @@ class Engine:
 
     def _speak_next(self, now: float) -> None:
         reply = self.reply
-        if reply is None or reply.speak_job is not None or reply.held:
+        if reply is None or reply.speak_job is not None:
             return
         if reply.queue:
             text = reply.queue.popleft()
@@ -347,7 +361,7 @@ class Engine:
             reply.sentence_announced = False
             reply.speak_started = now
             reply.speak_job = self.out.start(SpeakJob(self.out.new_id(), text, speak, output))
-        elif reply.finished and not self.calls.of_reply(reply.reply_id):
+        elif reply.finished and not reply.held and not self.calls.of_reply(reply.reply_id):
             self._finish_reply(reply, now)
 
     def _announce_sentence(self, reply: Reply, now: float) -> None:
@@ -374,7 +388,9 @@ class Engine:
         think_started = reply.think_started if reply.think_started is not None else reply.started
         first_text = reply.first_text_at if reply.first_text_at is not None else now
         speak_started = reply.speak_started if reply.speak_started is not None else now
-        total, ttt, tts = now - reply.started, first_text - think_started, now - speak_started
+        first_chunk = reply.first_chunk_at if reply.first_chunk_at is not None else now
+        total, ttt = now - reply.started, first_text - think_started
+        tts = first_chunk - speak_started
         self.out.send(
             m.AgentStartedSpeaking(
                 total_latency=round(total, 4), tts_latency=round(tts, 4), ttt_latency=round(ttt, 4)
@@ -384,8 +400,11 @@ class Engine:
             self.out.send(
                 m.LatencyReport(
                     total_latency=round(total, 4),
-                    ttt_text_latency=round(ttt, 4),
+                    ttt_token_latency=round(ttt, 4),
+                    ttt_text_latency=round(speak_started - think_started, 4),
                     tts_latency=round(tts, 4),
+                    stt_latency=_rounded(reply.stt_latency),
+                    eou_latency=_rounded(reply.eou_latency),
                 )
             )
 
@@ -518,3 +537,7 @@ class Engine:
     def _history(self, message: m.History) -> None:
         if self.agent.history:
             self.out.send(message)
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 4)

@@ -38,6 +38,7 @@ class ListenEvent:
     kind: Literal["onset", "pause", "resume", "end"]
     pcm: bytes = b""  # "pause" and "end": the utterance so far (int16 LE, 16 kHz)
     frame: int = 0  # index of the frame that triggered the event
+    silence: float = 0.0  # "end": seconds of silence it waited for (0 for an over-long turn)
 
 
 @dataclass(slots=True)
@@ -103,6 +104,6 @@ class Listener:
         return None
 
     def _end(self) -> ListenEvent:
-        pcm = self.pcm()
+        pcm, silence = self.pcm(), self._quiet * FRAME_SECONDS
         self.reset()
-        return ListenEvent("end", pcm=pcm, frame=self.frames_seen)
+        return ListenEvent("end", pcm=pcm, frame=self.frames_seen, silence=silence)

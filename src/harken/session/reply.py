@@ -7,7 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
-from harken.session.effects import ToolCall
+from harken.session.effects import ProviderEvent, ToolCall
 from harken.session.functions import Call
 
 # A sentence ends at . ! ? (optionally followed by closing quotes/brackets) before whitespace,
@@ -78,6 +78,7 @@ class Reply:
     committed_round: int = -1  # rounds whose text is already in the conversation
     said: list[Said] = field(default_factory=list)
     held: bool = False  # speculative: nothing is spoken until the user's turn is final
+    parked: list[ProviderEvent] = field(default_factory=list)  # TTS output made while held
     round_text: str = ""  # LLM text of the current think round
     round_calls: list[Call] = field(default_factory=list)  # function calls of the current round
     slow_warnings: int = 0
@@ -86,6 +87,9 @@ class Reply:
     speak_job: int | None = None
     speak_sentence: str = ""
     speak_started: float | None = None
+    first_chunk_at: float | None = None  # the reply's first audio left the TTS (maybe parked)
+    eou_latency: float | None = None  # the silence that ended the user's spoken turn
+    stt_latency: float | None = None  # end of turn -> its transcript (0: speculation had it)
     sentence_announced: bool = False
     audio_started: float | None = None
 

@@ -7,9 +7,13 @@ padded window, so a short turn costs about as much as a long one (0.7 s base, 0.
 two cores) and there is nothing to gain from splitting it.
 
 Decoding is deterministic and bounded: temperature 0 only (no fallback loop), beam 1 by default,
-no timestamps, no conditioning on previous text and no built-in VAD filter (harken's own VAD
-has already cut the turn). Whisper invents text on silence and noise ("you", "Thank you.",
-"I'm sorry."); :func:`keep_segment` drops such segments, so silence and noise give ``""``.
+no conditioning on previous text and no built-in VAD filter (harken's own VAD has already cut
+the turn). Timestamp tokens are decoded (Whisper's own mode): they cost nothing measurable and
+on the 11 real recordings of the tests they cut tiny.en's word errors from 8/96 to 5/96
+(base: 4/96 either way), which is what makes tiny.en the default model.
+
+Whisper invents text on silence and noise ("you", "Thank you.", "I'm sorry.");
+:func:`keep_segment` drops such segments, so silence and noise give ``""``.
 
 faster-whisper is untyped; it is imported lazily and reached through the small typed
 Protocols below, so importing this module costs nothing and needs no mypy override.
@@ -200,7 +204,7 @@ class WhisperSTT:
                 beam_size=self._beam_size,
                 best_of=1,
                 temperature=0.0,
-                without_timestamps=True,
+                without_timestamps=False,
                 condition_on_previous_text=False,
                 vad_filter=False,
                 no_speech_threshold=None,  # keep_segment() decides, on every segment
