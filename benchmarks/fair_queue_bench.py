@@ -22,7 +22,7 @@ import numpy as np
 
 from harken.config import load_config
 from harken.engines.embedded import load_engines, shared_lane
-from harken.engines.lane import SESSION, URGENT
+from harken.engines.lane import SESSION
 from harken.protocol import audio
 from harken.providers.base import LLMText
 from harken.session.effects import ChatMessage
@@ -89,11 +89,7 @@ async def run(n: int, turns: int, engines, clips) -> dict:  # type: ignore[no-un
     lane = shared_lane()
     lane.waits.clear()
     await asyncio.gather(*(session(f"s{i}", engines, clips, turns, i * 0.7, out) for i in range(n)))
-    stt_waits = [w for w in lane.waits if w.priority == URGENT]
-    between = [w.steps_between for w in stt_waits]
-    seconds = [w.seconds for w in stt_waits]
-    out["urgent_steps_between"] = between
-    out["urgent_wait_s"] = seconds
+    out["waits"] = list(lane.waits)
     return out
 
 
@@ -111,14 +107,24 @@ def main() -> None:
     many = asyncio.run(run(args.sessions, args.turns, engines, clips))
     summary(f"{args.sessions} concurrent sessions (staggered 0.7 s)", many)
     for label, out in (("1 session", single), (f"{args.sessions} sessions", many)):
-        between = out["urgent_steps_between"]
-        waits = out["urgent_wait_s"]
-        print(
-            f"\nurgent steps (STT, TTS), {label}: {len(between)} steps; other steps run before "
-            f"each: p50 {statistics.median(between):.0f}, max {max(between)}; "
-            f"queue wait p50 {statistics.median(waits) * 1000:.0f} ms, "
-            f"max {max(waits) * 1000:.0f} ms"
-        )
+        print(f"\nqueueing, {label}:")
+        for what in ("stt", "tts", "llm"):
+            waits = [w for w in out["waits"] if w.what == what]
+            if not waits:
+                continue
+            jobs = [w.jobs_behind for w in waits]
+            seconds = sorted(w.seconds for w in waits)
+            kinds = sorted({k for w in waits for _, k in w.behind})
+            print(
+                f"  {what} steps: {len(waits)}; other steps run first p50 "
+                f"{statistics.median(w.steps_between for w in waits):.0f}, max "
+                f"{max(w.steps_between for w in waits)}; distinct other jobs (session, kind) "
+                f"p50 {statistics.median(jobs):.0f}, max {max(jobs)}, "
+                f"{sum(j <= 1 for j in jobs) / len(jobs):.0%} waited behind at most one; "
+                f"queue wait p50 {statistics.median(seconds) * 1000:.0f} ms, "
+                f"p95 {seconds[int(0.95 * (len(seconds) - 1))] * 1000:.0f} ms, "
+                f"max {seconds[-1] * 1000:.0f} ms; behind: {', '.join(kinds) or '-'}"
+            )
 
 
 if __name__ == "__main__":

@@ -330,6 +330,7 @@ class Turn:
     overhead: float | None = None
     stt_call: float | None = None  # the final transcription's own duration, hidden or not
     others: float = float("nan")  # CPU share of other processes during the turn (0-1)
+    reply: str = ""  # the agent's first chunk of speech (its first ConversationText)
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +373,7 @@ def one_turn(
     turn = Turn(
         name=speech.utterance.name,
         text=said,
+        reply=message(seen, "ConversationText", "assistant").get("content", ""),
         wer=wer(speech.utterance.text, said),
         mouth_to_ear=first.t - ended,
         from_file_end=first.t - file_end,
@@ -473,7 +475,7 @@ def print_turns(title: str, turns: Sequence[Turn], eot_ms: float) -> None:
     head += f" {'ttt':>6} {'tts':>5}"
     if detail:
         head += f" {'STT':>5} {'LLM':>5} {'TTS':>5} {'other':>5} {'→ear':>5} {'ovh':>5} {'stt*':>5}"
-    print(head + "   (ms; user transcript)")
+    print(head + "   (ms; user transcript → the agent's first chunk)")
     print(LEGEND if detail else LEGEND.split("\n", 1)[0])
     for t in turns:
         row = f"{t.name:10} {t.others:4.0%} {t.wer:4.0%} {ms(t.mouth_to_ear):>6}"
@@ -485,7 +487,7 @@ def print_turns(title: str, turns: Sequence[Turn], eot_ms: float) -> None:
             row += f" {ms(s['stt']):>5} {ms(s['llm']):>5} {ms(s['tts']):>5}"
             row += f" {ms(s['prime'] + s['other']):>5} {ms(t.after_tts):>5} {ms(t.overhead):>5}"
             row += f" {ms(t.stt_call):>5}"
-        print(f"{row}   {t.text[:48]!r}")
+        print(f"{row}   {t.text[:40]!r} → {t.reply[:60]!r}")
     m2e = [t.mouth_to_ear for t in turns]
     print(
         f"\nmouth-to-ear over {len(turns)} turns: p50 {ms(pct(m2e, 50))} ms, "

@@ -118,3 +118,28 @@ async def test_closed_lane_refuses_work() -> None:
     lane.close()
     with pytest.raises(RuntimeError, match="closed"):
         await lane.run(key="a", fn=lambda: 2)
+
+
+async def test_waits_name_the_steps_that_ran_first(lane: ComputeLane) -> None:
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(lane.run(key="x", fn=gate.wait, what="llm"))
+    await asyncio.sleep(0.05)
+    queued = [
+        asyncio.ensure_future(lane.run(key="a", fn=lambda: None, what="tts", priority=URGENT)),
+        asyncio.ensure_future(lane.run(key="b", fn=lambda: None, what="stt", priority=URGENT)),
+    ]
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.gather(blocker, *queued)
+    waits = {w.what: w for w in lane.waits}
+    assert waits["llm"].behind == () and waits["llm"].jobs_behind == 0
+    assert waits["tts"].behind == (("x", "llm"),)
+    assert waits["stt"].behind == (("x", "llm"), ("a", "tts"))
+    assert waits["stt"].steps_between == 2 and waits["stt"].jobs_behind == 2
+
+
+def test_closing_steps_are_not_jobs() -> None:
+    from harken.engines.lane import Wait
+
+    wait = Wait("a", URGENT, 0.1, 3, "stt", (("b", "llm"), ("b", "llm close"), ("b", "llm")))
+    assert wait.jobs_behind == 1

@@ -21,6 +21,8 @@ from harken.session.state import Turn
 from session_script import SETTINGS, Script, job, jobs, one, types
 
 FRAME = b"\x01\x00" * 512
+PAUSE = ListenerConfig().pause_frames
+EOT = ListenerConfig().eot_frames
 AUDIO = b"\x01\x00" * 12000  # 0.5 s of linear16 at 24 kHz
 
 
@@ -65,9 +67,9 @@ def test_onset_needs_three_loud_frames() -> None:
 def test_speculation_thinks_at_the_pause_and_speaks_only_after_the_end_of_turn() -> None:
     s = ready()
     speech(s)
-    effects = silence(s, 6)
+    effects = silence(s, PAUSE)
     stt = job(effects, TranscribeJob)
-    assert len(stt.pcm16k) == (20 + 0) * len(FRAME) + 6 * len(FRAME)  # preroll empty: started loud
+    assert len(stt.pcm16k) == (20 + PAUSE) * len(FRAME)  # preroll empty: started loud
     effects = s.provider(Transcript(stt.job_id, "What time is it?"))
     think = job(effects, ThinkJob)
     assert think.messages[-1].content == "What time is it?"
@@ -78,7 +80,7 @@ def test_speculation_thinks_at_the_pause_and_speaks_only_after_the_end_of_turn()
     s.now += 0.08
     assert s.provider(AudioChunk(speak.job_id, AUDIO)) == []
     assert s.provider(TextDelta(think.job_id, "Lunch time. ")) == []  # one sentence ahead only
-    effects = silence(s, 11)
+    effects = silence(s, EOT - PAUSE)
     ended = s.now
     assert types(effects) == [
         "ConversationText",  # user
@@ -104,7 +106,7 @@ def test_speculation_thinks_at_the_pause_and_speaks_only_after_the_end_of_turn()
 def test_a_held_reply_finished_before_the_end_of_turn_is_said_whole() -> None:
     s = ready()
     speech(s)
-    stt = job(silence(s, 6), TranscribeJob)
+    stt = job(silence(s, PAUSE), TranscribeJob)
     think = job(s.provider(Transcript(stt.job_id, "Hi")), ThinkJob)
     assert s.provider(TextDelta(think.job_id, "Hello there!")) == []  # not a whole sentence yet
     speak = job(s.provider(JobDone(think.job_id)), SpeakJob)
@@ -112,7 +114,7 @@ def test_a_held_reply_finished_before_the_end_of_turn_is_said_whole() -> None:
     assert s.provider(AudioChunk(speak.job_id, AUDIO)) == []
     assert s.provider(JobDone(speak.job_id)) == []
     assert s.session.engine.turn is Turn.USER_SPEAKING  # held: the reply does not finish
-    effects = silence(s, 11)
+    effects = silence(s, EOT - PAUSE)
     assert types(effects) == [
         "ConversationText",
         "History",
@@ -128,16 +130,16 @@ def test_a_held_reply_finished_before_the_end_of_turn_is_said_whole() -> None:
 def test_resuming_drops_the_parked_speech() -> None:
     s = ready()
     speech(s)
-    stt = job(silence(s, 6), TranscribeJob)
+    stt = job(silence(s, PAUSE), TranscribeJob)
     think = job(s.provider(Transcript(stt.job_id, "Book a table")), ThinkJob)
     speak = job(s.provider(TextDelta(think.job_id, "Sure. ")), SpeakJob)
     assert s.provider(AudioChunk(speak.job_id, AUDIO)) == []
     effects = speech(s, 5)
     assert types(effects) == ["cancel", "cancel"]  # the think and speak jobs
     assert s.provider(AudioChunk(speak.job_id, AUDIO)) == []  # late output is dropped
-    stt2 = job(silence(s, 6), TranscribeJob)
+    stt2 = job(silence(s, PAUSE), TranscribeJob)
     think2 = job(s.provider(Transcript(stt2.job_id, "Book a table for two")), ThinkJob)
-    effects = silence(s, 11)
+    effects = silence(s, EOT - PAUSE)
     assert types(effects) == ["ConversationText", "History"]
     assert one(effects, m.ConversationText).content == "Book a table for two"
     assert job(s.provider(TextDelta(think2.job_id, "Done. ")), SpeakJob).text == "Done."
@@ -146,11 +148,11 @@ def test_resuming_drops_the_parked_speech() -> None:
 def test_a_parked_tts_failure_is_reported_once_the_turn_is_final() -> None:
     s = ready()
     speech(s)
-    stt = job(silence(s, 6), TranscribeJob)
+    stt = job(silence(s, PAUSE), TranscribeJob)
     think = job(s.provider(Transcript(stt.job_id, "Hi")), ThinkJob)
     speak = job(s.provider(TextDelta(think.job_id, "Hello. ")), SpeakJob)
     assert s.provider(JobFailed(speak.job_id, "voice broke")) == []
-    effects = silence(s, 11)
+    effects = silence(s, EOT - PAUSE)
     assert types(effects) == ["ConversationText", "History", "Error", "cancel"]
     assert one(effects, m.Error).code == codes.FAILED_TO_SPEAK
     assert s.session.engine.turn is Turn.LISTENING
@@ -160,12 +162,12 @@ def test_a_parked_tts_failure_is_reported_once_the_turn_is_final() -> None:
 def test_resuming_cancels_the_guess() -> None:
     s = ready()
     speech(s)
-    stt = job(silence(s, 6), TranscribeJob)
+    stt = job(silence(s, PAUSE), TranscribeJob)
     think = job(s.provider(Transcript(stt.job_id, "Book a table")), ThinkJob)
     effects = speech(s, 5)
     assert types(effects) == ["cancel"]  # the think job (the STT already answered)
     assert s.provider(TextDelta(think.job_id, "Sure. ")) == []
-    stt2 = job(silence(s, 6), TranscribeJob)
+    stt2 = job(silence(s, PAUSE), TranscribeJob)
     effects = s.provider(Transcript(stt2.job_id, "Book a table for two"))
     assert job(effects, ThinkJob).messages[-1].content == "Book a table for two"
 
@@ -173,7 +175,7 @@ def test_resuming_cancels_the_guess() -> None:
 def test_resume_while_the_guess_is_still_transcribing_cancels_it() -> None:
     s = ready()
     speech(s)
-    stt = job(silence(s, 6), TranscribeJob)
+    stt = job(silence(s, PAUSE), TranscribeJob)
     assert types(speech(s, 3)) == ["cancel"]
     assert s.provider(Transcript(stt.job_id, "late")) == []
 
@@ -181,8 +183,8 @@ def test_resume_while_the_guess_is_still_transcribing_cancels_it() -> None:
 def test_end_of_turn_before_the_guess_arrives() -> None:
     s = ready()
     speech(s)
-    stt = job(silence(s, 6), TranscribeJob)
-    assert silence(s, 11) == []
+    stt = job(silence(s, PAUSE), TranscribeJob)
+    assert silence(s, EOT - PAUSE) == []
     effects = s.provider(Transcript(stt.job_id, "Hello"))
     assert types(effects) == ["ConversationText", "History", "start:think"]
 
@@ -199,17 +201,17 @@ def test_without_speculation_the_final_transcript_starts_at_end_of_turn() -> Non
 def test_empty_transcript_discards_the_turn() -> None:
     s = ready()
     speech(s)
-    stt = job(silence(s, 6), TranscribeJob)
+    stt = job(silence(s, PAUSE), TranscribeJob)
     assert s.provider(Transcript(stt.job_id, "  ")) == []
-    assert silence(s, 11) == []
+    assert silence(s, EOT - PAUSE) == []
     assert s.session.engine.turn is Turn.LISTENING
 
 
 def test_transcription_failure_is_a_warning() -> None:
     s = ready()
     speech(s)
-    stt = job(silence(s, 6), TranscribeJob)
-    silence(s, 11)
+    stt = job(silence(s, PAUSE), TranscribeJob)
+    silence(s, EOT - PAUSE)
     effects = s.provider(JobFailed(stt.job_id, "decoder crashed"))
     assert one(effects, m.Warning).code == codes.FAILED_TO_LISTEN
     assert s.session.engine.turn is Turn.LISTENING
@@ -258,7 +260,7 @@ def test_text_only_agent_hears_onsets_but_transcribes_nothing() -> None:
 def test_inject_user_message_drops_a_guess() -> None:
     s = ready()
     speech(s)
-    stt = job(silence(s, 6), TranscribeJob)
+    stt = job(silence(s, PAUSE), TranscribeJob)
     effects = s.text({"type": "InjectUserMessage", "content": "typed instead"})
     assert types(effects)[0] == "cancel"
     assert s.provider(Transcript(stt.job_id, "spoken")) == []
@@ -301,12 +303,12 @@ def test_speech_ending_again_while_the_last_turn_is_transcribed_is_one_turn() ->
 def test_no_guessed_reply_while_a_reply_is_in_progress() -> None:
     s = ready()
     speech(s)
-    stt = job(silence(s, 17), TranscribeJob)  # pause at 6 frames started it; EOT made it final
+    stt = job(silence(s, 17), TranscribeJob)  # the pause started it; EOT made it final
     speech(s, 3)  # the user goes on while the first turn is transcribed
     think = job(s.provider(Transcript(stt.job_id, "first")), ThinkJob)
-    stt2 = job(silence(s, 6), TranscribeJob)
+    stt2 = job(silence(s, PAUSE), TranscribeJob)
     assert jobs(s.provider(Transcript(stt2.job_id, "second")), ThinkJob) == []
-    effects = silence(s, 11)  # end of the second turn: it replaces the first reply
+    effects = silence(s, EOT - PAUSE)  # end of the second turn: it replaces the first reply
     assert "cancel" in types(effects) and job(effects, ThinkJob).messages[-1].content == "second"
     assert s.provider(TextDelta(think.job_id, "Old. ")) == []
 
@@ -316,8 +318,8 @@ def test_latency_report_of_a_spoken_turn() -> None:
     s.text(dict(SETTINGS, experimental=True))
     s.drain()
     speech(s)
-    stt = job(silence(s, 6), TranscribeJob)
-    silence(s, 11)  # end of turn before the transcript
+    stt = job(silence(s, PAUSE), TranscribeJob)
+    silence(s, EOT - PAUSE)  # end of turn before the transcript
     ended = s.now
     s.now += 0.25
     think = job(s.provider(Transcript(stt.job_id, "What time is it?")), ThinkJob)

@@ -15,7 +15,7 @@ from harken.session.effects import (
     TranscribeJob,
 )
 from harken.session.history import Conversation
-from harken.session.reply import split_sentences
+from harken.session.reply import Reply, split_first_clause, split_sentences
 from harken.session.state import TRANSITIONS, IllegalTransition, Turn, TurnEvent, transition
 from session_script import Script, job, one, types
 
@@ -70,6 +70,39 @@ def test_illegal_event_leaves_the_engine_state_unchanged() -> None:
 )
 def test_split_sentences(text: str, sentences: list[str], rest: str) -> None:
     assert split_sentences(text) == (sentences, rest)
+
+
+@pytest.mark.parametrize(
+    ("text", "cut"),
+    [
+        ("Sure, I can help", None),  # one word before the comma
+        ("If you like the weather, we can go", ("If you like the weather,", "we can go")),
+        ("Sure, if you like the weather, we go", ("Sure, if you like the weather,", "we go")),
+        ("The library opens at nine; it closes", ("The library opens at nine;", "it closes")),
+        ("The one thing you need \u2014 a card", ("The one thing you need \u2014", "a card")),
+        ("We have 10,000 books and more", None),
+        ("Pick one of 1, 2, 3, 4, 5", None),
+        ('It returned {"city": "Paris", "temp_c": 21}', None),
+        ("The answer is this: forty two", None),
+        ("Four words are here,", None),  # the clause is not over until whitespace follows
+    ],
+)
+def test_split_first_clause(text: str, cut: tuple[str, str] | None) -> None:
+    assert split_first_clause(text) == cut
+
+
+def test_only_the_first_chunk_of_a_reply_may_be_a_clause() -> None:
+    reply = Reply(reply_id=1, origin="llm", started=0.0)
+    for token in ["When the library opens", ", you can", " borrow books, films and", " music. "]:
+        reply.feed(token, 1.0)
+    reply.feed("Later on, in the evening, it", 1.0)
+    assert list(reply.queue) == [
+        "When the library opens,",
+        "you can borrow books, films and music.",
+    ]
+    reply.flush()
+    assert list(reply.queue)[-1] == "Later on, in the evening, it"
+    assert reply.chunks == 3
 
 
 def test_conversation_ignores_empty_items() -> None:

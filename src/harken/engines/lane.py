@@ -42,12 +42,20 @@ _END = object()
 
 @dataclass(frozen=True, slots=True)
 class Wait:
-    """How long one step queued, and how many other steps ran in the meantime."""
+    """How long one step queued, and which other steps ran in the meantime."""
 
     key: str
     priority: int
     seconds: float
     steps_between: int
+    what: str = ""  # the kind of work ("stt", "llm", "tts", ...), as the caller named it
+    behind: tuple[tuple[str, str], ...] = ()  # (key, what) of the steps that ran first
+
+    @property
+    def jobs_behind(self) -> int:
+        """How many distinct (session, kind of work) pairs this step waited behind; the
+        micro-steps that close a finished stream (``"... close"``) are not work."""
+        return len({(key, what) for key, what in self.behind if not what.endswith("close")})
 
 
 @dataclass(slots=True)
@@ -59,6 +67,7 @@ class _Step:
     loop: asyncio.AbstractEventLoop
     seq: int = 0
     cancelled: bool = field(default=False)
+    what: str = ""
     queued_at: float = field(default_factory=time.perf_counter)
     steps_before: int = 0  # lane.steps_run when the step was queued
 
@@ -77,19 +86,26 @@ class ComputeLane:
         self.steps_run = 0
         self.busy_seconds = 0.0
         self.waits: deque[Wait] = deque(maxlen=10_000)  # recent queueing, for benchmarks
+        self._recent: deque[tuple[str, str]] = deque(maxlen=64)  # (key, what) of the last steps
 
     # ------------------------------------------------------------------ public API
 
     async def run(
-        self, fn: Callable[[], T], *, priority: int = NORMAL, key: str | None = None
+        self,
+        fn: Callable[[], T],
+        *,
+        priority: int = NORMAL,
+        key: str | None = None,
+        what: str = "",
     ) -> T:
         """Run ``fn()`` on the lane as one step of session ``key``; return its result.
 
-        ``key`` defaults to :data:`SESSION`, which the server sets once per connection.
+        ``key`` defaults to :data:`SESSION`, which the server sets once per connection;
+        ``what`` names the kind of work in :attr:`waits`.
         """
         loop = asyncio.get_running_loop()
         key = SESSION.get() if key is None else key
-        step = _Step(key, priority, fn, loop.create_future(), loop, next(self._seq))
+        step = _Step(key, priority, fn, loop.create_future(), loop, next(self._seq), what=what)
         self._put(step)
         try:
             result: T = await step.future
@@ -99,7 +115,12 @@ class ComputeLane:
         return result
 
     async def stream(
-        self, make: Callable[[], Iterator[T]], *, priority: int = NORMAL, key: str | None = None
+        self,
+        make: Callable[[], Iterator[T]],
+        *,
+        priority: int = NORMAL,
+        key: str | None = None,
+        what: str = "",
     ) -> AsyncIterator[T]:
         """Iterate ``make()`` on the lane, one ``next()`` per step, yielding each item."""
         iterator: Iterator[T] | None = None
@@ -112,7 +133,7 @@ class ComputeLane:
 
         try:
             while True:
-                item = await self.run(step, priority=priority, key=key)
+                item = await self.run(step, priority=priority, key=key, what=what)
                 if item is _END:
                     return
                 yield item
@@ -120,17 +141,22 @@ class ComputeLane:
             # close the iterator on the lane thread (never on the GC's), without waiting
             if iterator is not None and hasattr(iterator, "close"):
                 with contextlib.suppress(RuntimeError):  # no running loop: nothing to close on
-                    self.submit(iterator.close, priority=URGENT, key=key)
+                    self.submit(iterator.close, priority=URGENT, key=key, what=f"{what} close")
 
     def submit(
-        self, fn: Callable[[], Any], *, priority: int = NORMAL, key: str | None = None
+        self,
+        fn: Callable[[], Any],
+        *,
+        priority: int = NORMAL,
+        key: str | None = None,
+        what: str = "",
     ) -> None:
         """Queue ``fn()`` without waiting for it; its result and errors are dropped."""
         loop = asyncio.get_running_loop()
         key = SESSION.get() if key is None else key
         future: asyncio.Future[Any] = loop.create_future()
         future.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._put(_Step(key, priority, fn, future, loop, next(self._seq)))
+        self._put(_Step(key, priority, fn, future, loop, next(self._seq), what=what))
 
     def close(self) -> None:
         with self._cond:
@@ -187,7 +213,9 @@ class ComputeLane:
                     step = self._take()
             started = time.perf_counter()
             others = self.steps_run - step.steps_before
-            self.waits.append(Wait(step.key, step.priority, started - step.queued_at, others))
+            behind = tuple(self._recent)[len(self._recent) - others :] if others else ()
+            queued = started - step.queued_at
+            self.waits.append(Wait(step.key, step.priority, queued, others, step.what, behind))
             result: Any = None
             error: BaseException | None = None
             try:
@@ -197,6 +225,7 @@ class ComputeLane:
             # count before delivering, so an awaiting task sees its own step counted
             self.busy_seconds += time.perf_counter() - started
             self.steps_run += 1
+            self._recent.append((step.key, step.what))
             self._deliver(step, result, error)
 
     @staticmethod

@@ -18,6 +18,25 @@ _ABBREVIATIONS = frozenset(
 )
 
 
+# A clause ends at , ; or a dash after a letter and before whitespace (not in "10,000",
+# "1, 2, 3" or '{"a": "b", ...}'). Not at a colon: what follows one ("the answer: 42") belongs
+# with it.
+_CLAUSE = re.compile(r"(?<=[^\W\d_])(?:[,;]|\s?[\u2013\u2014])\s+")
+FIRST_CLAUSE_WORDS = 4
+"""The first chunk of a reply may be a clause of at least this many words: it reaches the TTS
+(and the user's ear) a whole clause earlier than waiting for the end of its sentence, and four
+words still carry natural prosody."""
+
+
+def split_first_clause(buffer: str) -> tuple[str, str] | None:
+    """Cut the first clause of ``FIRST_CLAUSE_WORDS`` or more words off ``buffer``, if any."""
+    for match in _CLAUSE.finditer(buffer):
+        head = buffer[: match.end()].strip()
+        if len(head.split()) >= FIRST_CLAUSE_WORDS:
+            return head, buffer[match.end() :]
+    return None
+
+
 def split_sentences(buffer: str) -> tuple[list[str], str]:
     """Cut complete sentences off the front of ``buffer``; return them and the remainder."""
     sentences: list[str] = []
@@ -83,6 +102,7 @@ class Reply:
     round_calls: list[Call] = field(default_factory=list)  # function calls of the current round
     slow_warnings: int = 0
     buffer: str = ""
+    chunks: int = 0  # sentences (or a first clause) cut from the LLM's text so far
     queue: deque[str] = field(default_factory=deque)
     speak_job: int | None = None
     speak_sentence: str = ""
@@ -98,6 +118,11 @@ class Reply:
         if self.first_text_at is None and text.strip():
             self.first_text_at = now
         sentences, self.buffer = split_sentences(self.buffer + text)
+        if not sentences and self.chunks == 0:  # the reply's first words: a clause will do
+            clause = split_first_clause(self.buffer)
+            if clause is not None:
+                sentences, self.buffer = [clause[0]], clause[1]
+        self.chunks += len(sentences)
         self.queue.extend(sentences)
 
     def flush(self) -> None:
@@ -106,6 +131,7 @@ class Reply:
         self.buffer = ""
         if rest:
             self.queue.append(rest)
+            self.chunks += 1
 
     def uncommitted(self, played_seconds: float | None = None) -> str:
         """Text said in rounds not yet in the conversation (all of it, or what was played)."""

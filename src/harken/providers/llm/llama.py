@@ -288,7 +288,7 @@ class LlamaLLM:
         n_threads: int = 2,
         cache_bytes: int = 256 << 20,
         max_tokens: int = 200,
-        prefill_chunk: int = 64,
+        prefill_chunk: int = 32,
     ) -> None:
         self._engine = _engine(Path(model_path), n_ctx, n_threads, cache_bytes)
         self._lane = lane
@@ -301,7 +301,9 @@ class LlamaLLM:
         """Cache the system message for this session (and its tool choice, given ``functions``)."""
         session = SESSION.get()
         make = partial(self._prime_steps, session, tuple(messages), tuple(functions))
-        steps = cast(AsyncGenerator[None, None], self._lane.stream(make, priority=BACKGROUND))
+        steps = cast(
+            AsyncGenerator[None, None], self._lane.stream(make, priority=BACKGROUND, what="prime")
+        )
         try:
             async with aclosing(steps):
                 async for _ in steps:
@@ -319,7 +321,7 @@ class LlamaLLM:
         job = _Turn(SESSION.get(), tuple(messages), tuple(functions), temperature)
         started, first = time.perf_counter(), None
         make = partial(self._turn_steps, job)
-        steps = cast(AsyncGenerator[LLMOutput | None, None], self._lane.stream(make))
+        steps = cast(AsyncGenerator[LLMOutput | None, None], self._lane.stream(make, what="llm"))
         try:
             async with aclosing(steps):
                 async for output in steps:

@@ -193,7 +193,7 @@ class WhisperSTT:
         if samples.size < MIN_SAMPLES:
             return ""
         audio = int16_to_float32(samples)
-        return await self._lane.run(lambda: self._run(audio, lang), priority=URGENT)
+        return await self._lane.run(lambda: self._run(audio, lang), priority=URGENT, what="stt")
 
     def _run(self, audio: npt.NDArray[np.float32], language: str | None) -> str:
         """One whole transcription, on the lane thread."""

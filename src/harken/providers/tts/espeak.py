@@ -232,7 +232,7 @@ class EspeakTTS:
             job = partial(self._engine.synthesize, piece, self.voice, self.rate)
             try:
                 if self._lane is not None:
-                    samples = await self._lane.run(job, priority=URGENT)
+                    samples = await self._lane.run(job, priority=URGENT, what="tts")
                 else:
                     samples = await asyncio.to_thread(job)
             except ProviderError:

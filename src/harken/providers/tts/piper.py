@@ -170,7 +170,7 @@ class PiperTTS:
         """Yield int16 audio at ``capabilities.sample_rate``, one chunk per sentence."""
         if not _speakable(text):
             return
-        stream = self._lane.stream(lambda: self._chunks(text), priority=URGENT)
+        stream = self._lane.stream(lambda: self._chunks(text), priority=URGENT, what="tts")
         try:
             while True:
                 try:
