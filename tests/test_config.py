@@ -119,7 +119,7 @@ def test_model_map_routes() -> None:
 
 def test_embedded_model_choices() -> None:
     config = load_config(None, {}, {})
-    assert (config.stt_model, config.stt_multilingual_model) == ("whisper-tiny.en", "whisper-base")
+    assert (config.stt_model, config.stt_multilingual_model) == ("whisper-base", "whisper-base")
     assert load_config(None, {}, {"stt_multilingual_model": ""}).stt_multilingual_model == ""
     assert load_config(None, {}, {"fallback_voice": ""}).fallback_voice == ""
     with pytest.raises(ConfigError, match="stt_multilingual_model: unknown stt model 'piper-joe'"):

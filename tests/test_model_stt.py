@@ -23,7 +23,7 @@ from harken.errors import ModelError, ProviderError
 from harken.protocol.audio import resample
 from harken.providers.base import STT
 from harken.providers.stt import WhisperSTT
-from harken.providers.stt.whisper import keep_segment, load_model
+from harken.providers.stt.whisper import _Fit, fitted, keep_segment, load_model, loops, unsure
 from speech import (
     Utterance,
     corpus_wer,
@@ -37,10 +37,11 @@ from speech import (
 
 pytestmark = pytest.mark.models
 
-BASE_MAX_WER = 0.08  # measured 4/96 = 4.2 % (MODELS.md: 4.2 %)
+BASE_MAX_WER = 0.08  # measured 4/96 (fitted window and full window; MODELS.md: 4.2 %)
 TINY_MAX_WER = 0.08
-"""tiny.en (the default model) measured 5/96 = 5.2 % with timestamp tokens decoded (MODELS.md:
-5.2 %); without them it was 8/96, which is why harken decodes them."""
+"""tiny.en (full window: English-only models do not get the fitted one) measured 5/96 = 5.2 %
+with timestamp tokens decoded (MODELS.md: 5.2 %); without them it was 8/96, which is why harken
+decodes them. In a fitted window it made 8/96."""
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +115,54 @@ def test_tiny_wer_on_real_speech(speech: list[Utterance], tiny_texts: dict[str, 
     assert corpus <= TINY_MAX_WER, report
 
 
+def test_the_fitted_window_is_faster_and_as_accurate(
+    lane: ComputeLane, base: WhisperSTT, speech: list[Utterance], base_texts: dict[str, str]
+) -> None:
+    full = WhisperSTT(base.model_path, lane, fit_window=False)  # shares the loaded model
+    long = [u for u in speech if u.samples.size >= 3 * 16000]
+    started = time.perf_counter()
+    full_texts = _run_all(full, long)
+    full_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    fit_texts = _run_all(base, long)
+    fit_seconds = time.perf_counter() - started
+    full_wer, full_report = _report("base, full window", long, full_texts)
+    fit_wer, fit_report = _report("base, fitted window", long, fit_texts)
+    assert fit_wer <= full_wer + 0.02, fit_report + "\n" + full_report
+    # a functional check, not a benchmark: the fitted encoder does a fraction of the work
+    assert fit_seconds < full_seconds, (fit_seconds, full_seconds)
+    assert fit_texts == {u.name: base_texts[u.name] for u in long}
+
+
+async def test_the_fitted_window_holds_at_any_frame_offset(
+    base: WhisperSTT, speech: list[Utterance]
+) -> None:
+    """The server cuts turns at 32 ms frames wherever the stream happens to put them; a fitted
+    window made Whisper skip "Go forward" at some offsets; the fallback must catch every one."""
+    u = next(x for x in speech if x.name == "goforward")
+    through_48k = resample(resample(u.samples, 16000, 48000), 48000, 16000)  # as `harken talk`
+    audio = np.concatenate([np.zeros(12800, np.int16), through_48k, np.zeros(8000, np.int16)])
+    wrong = []
+    for offset in range(9600, 12800, 200):
+        text = await base.transcribe(audio[offset : offset + 36352])
+        if normalise(text) != normalise(u.text):
+            wrong.append((offset, text))
+    assert wrong == []
+
+
+def test_a_loop_in_the_fitted_window_is_decoded_again(
+    lane: ComputeLane, tiny: WhisperSTT, speech: list[Utterance], tiny_texts: dict[str, str]
+) -> None:
+    """tiny.en loops on short recordings in a fitted window; the full window fixes it."""
+    assert not tiny.fit_window  # English-only: the full window by default
+    fresh = WhisperSTT(tiny.model_path, lane, fit_window=True, fit_margin=2.0)
+    goforward = [u for u in speech if u.name == "goforward"]
+    texts = _run_all(fresh, goforward)
+    assert fresh.refits == 1
+    assert normalise(texts["goforward"]) == normalise(goforward[0].text)
+    assert tiny_texts["goforward"] == texts["goforward"]
+
+
 @pytest.mark.parametrize("model", ["base", "tiny"])
 @pytest.mark.parametrize("kind", ["silence-1s", "noise-50dBFS-2s", "silence-5s"])
 async def test_silence_and_noise_give_nothing(
@@ -142,7 +191,8 @@ async def test_other_rates_resampled_give_the_same_text(
     for u in (speech[1], speech[5]):  # a LibriVox sentence and goforward
         at_rate = resample(u.samples, 16000, rate)  # what a client at ``rate`` would send
         text = await base.transcribe(resample(at_rate, rate, 16000))
-        assert normalise(text) == normalise(base_texts[u.name]), (u.name, text)
+        # the same words, give or take one ("ill-disposed" vs "ill-sposed" at 8 kHz)
+        assert wer(base_texts[u.name], text) <= 0.15, (u.name, text, base_texts[u.name])
 
 
 async def test_concurrent_transcriptions_share_the_lane(
@@ -188,7 +238,8 @@ async def test_engine_failure_is_translated(
         raise RuntimeError("CTranslate2 fell over")
 
     broken = WhisperSTT(tiny.model_path, lane)  # shares the loaded model
-    monkeypatch.setattr(broken, "_model", type("M", (), {"transcribe": staticmethod(explode)})())
+    fake = type("M", (), {"transcribe": staticmethod(explode), "harken_fit": _Fit()})
+    monkeypatch.setattr(broken, "_model", fake())
     with pytest.raises(ProviderError, match="fell over") as info:
         await broken.transcribe(noise(1.0, -20.0))
     assert isinstance(info.value.__cause__, RuntimeError)
@@ -227,6 +278,31 @@ class _Seg:
     no_speech_prob: float = 0.1
     avg_logprob: float = -0.3
     compression_ratio: float = 1.2
+
+
+def test_loops_are_seen_in_one_segment_or_across_segments() -> None:
+    assert not loops([_Seg(" Go forward 10 meters.")])
+    assert loops([_Seg(" 10 meters 10 meters")])  # in a fitted window, once
+    assert not loops([_Seg(" No, no, I said the red one.")])  # one word twice is speech
+    assert loops([_Seg(compression_ratio=2.6)])
+    assert loops([_Seg(" Go forward 10 meters.") for _ in range(12)])
+    assert not loops([_Seg(""), _Seg(" ")])
+
+
+def test_unsure_segments_are_those_whisper_would_retry() -> None:
+    assert not unsure([_Seg(avg_logprob=-0.41)])
+    assert unsure([_Seg(avg_logprob=-0.41), _Seg(" 10 meters", avg_logprob=-1.13)])
+    assert not unsure([])
+
+
+def test_fitted_features_keep_the_audio_and_a_margin() -> None:
+    features = np.zeros((80, 3000), np.float32)
+    features[:, :312] = 0.5
+    assert fitted(features, 200).shape == (80, 600)  # 312 + 200, rounded up to whole seconds
+    assert fitted(features, 500).shape == (80, 900)
+    assert fitted(features, 0).shape == (80, 400)
+    assert fitted(np.ones((80, 3000), np.float32), 200).shape == (80, 3000)
+    assert fitted(np.zeros((1, 80, 3000), np.float32), 150).shape == (1, 80, 200)
 
 
 @pytest.mark.parametrize(

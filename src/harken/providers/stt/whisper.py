@@ -2,29 +2,48 @@
 
 One loaded ``WhisperModel`` per model directory and settings is shared by every provider and
 session of the process (a weak cache, so it is freed when no provider holds it). A whole
-:meth:`WhisperSTT.transcribe` call is one ``URGENT`` lane step: the encoder always runs a 30 s
-padded window, so a short turn costs about as much as a long one (0.7 s base, 0.4 s tiny.en on
-two cores) and there is nothing to gain from splitting it.
+:meth:`WhisperSTT.transcribe` call is one ``URGENT`` lane step.
+
+**Fitted encoder window.** faster-whisper pads every input to Whisper's 30 s window, so the
+encoder, most of the cost, does the same work for a 3 s turn as for a 30 s one (0.6 s with base
+on two cores). CTranslate2 encodes shorter inputs as well, so harken cuts the padded features to
+the speech plus ``FIT_MARGIN_S`` of padding: base then takes 0.14 s instead of 0.65 s for a 3-7
+s turn. On the 11 real recordings of the tests the word errors were 5/96 with a 1 s margin, 4/96
+with 2 s or 3 s, 3/96 with 5 s and 4/96 over the full window. Larger margins are not steadier:
+on "Go forward 10 meters." cut at 50 different sample offsets, as the server's 32 ms frames cut
+it, 8 s and 10 s margins lost "Go forward" 14-15 times; 3 s never did (and a 3 s margin read
+robotic espeak-ng speech with digital silence at both ends best of all).
+
+By default only multilingual models get the fitted window: English-only tiny.en made more errors
+in it (8/96 against 5/96 over the full window). A short window can send the decoder into a
+repetition loop (tiny.en did on two of the eleven recordings, "Go forward 10 meters. Go forward
+10 meters. ...") or make it skip words; so the number of new tokens is bounded by the length of
+the audio, and a transcript that loops (:func:`loops`) or has a segment Whisper itself would
+distrust (:func:`unsure`) is decoded again over the full 30 s window, the way Whisper falls back
+to a higher temperature. On the offsets above that happened 6 times in 50; on the real
+recordings, never.
 
 Decoding is deterministic and bounded: temperature 0 only (no fallback loop), beam 1 by default,
 no conditioning on previous text and no built-in VAD filter (harken's own VAD has already cut
 the turn). Timestamp tokens are decoded (Whisper's own mode): they cost nothing measurable and
-on the 11 real recordings of the tests they cut tiny.en's word errors from 8/96 to 5/96
-(base: 4/96 either way), which is what makes tiny.en the default model.
+on the 11 real recordings of the tests they cut tiny.en's word errors from 8/96 to 5/96 (base:
+4/96 either way).
 
 Whisper invents text on silence and noise ("you", "Thank you.", "I'm sorry.");
 :func:`keep_segment` drops such segments, so silence and noise give ``""``.
 
-faster-whisper is untyped; it is imported lazily and reached through the small typed
-Protocols below, so importing this module costs nothing and needs no mypy override.
+faster-whisper is untyped; it is imported lazily and reached through the small typed Protocols
+below, so importing this module costs nothing and needs no mypy override.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 import threading
 import weakref
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Final, Protocol, cast
 
@@ -56,6 +75,19 @@ Whisper's own rule is 0.6 / -1.0, which a 5 s silence only just met (-1.01) with
 MAX_COMPRESSION_RATIO: Final = 2.4
 """A segment that compresses better than this (gzip) is a repetition loop: dropped. Whisper
 normally retries such a segment at a higher temperature; harken decodes once."""
+
+FULL_WINDOW_FRAMES: Final = 3000
+"""Whisper's window: 30 s of 10 ms feature frames."""
+FIT_MARGIN_S: Final = 3.0
+"""Padding kept after the speech in a fitted window (seconds; rounded up to whole seconds)."""
+TOKENS_PER_SECOND: Final = 15
+"""At most this many new tokens per second of audio (+ ``TOKENS_SLACK``): fast English is ~8
+tokens/s including timestamps; a loop runs to the bound and is then caught as a loop."""
+TOKENS_SLACK: Final = 24
+MAX_NEW_TOKENS: Final = 400
+"""faster-whisper refuses more than Whisper's 448 positions, prompt included."""
+
+UNSURE_LOGPROB: Final = -1.0
 
 _LOAD_LOCK: Final = threading.Lock()
 _LOADED: Final[weakref.WeakValueDictionary[tuple[str, str, int], Any]] = (
@@ -90,6 +122,31 @@ class _WhisperModel(Protocol):
     ) -> tuple[Iterable[Segment], Any]: ...
 
 
+def loops(segments: Sequence[Segment]) -> bool:
+    """True if the transcript repeats itself: one segment that compresses too well, all of them
+    together (with timestamps a loop comes out as many short segments), or a phrase of two or
+    more words said twice in a row ("10 meters 10 meters")."""
+    if any(segment.compression_ratio > MAX_COMPRESSION_RATIO for segment in segments):
+        return True
+    text = " ".join(segment.text.strip() for segment in segments)
+    data = text.encode()
+    if data and len(data) / len(zlib.compress(data)) > MAX_COMPRESSION_RATIO:
+        return True
+    words = re.findall(r"[\w']+", text.lower())
+    return any(
+        words[i : i + n] == words[i + n : i + 2 * n]
+        for n in range(2, len(words) // 2 + 1)
+        for i in range(len(words) - 2 * n + 1)
+    )
+
+
+def unsure(segments: Sequence[Segment]) -> bool:
+    """True if a segment was decoded with a mean token log-probability below Whisper's own
+    fallback threshold (-1.0): in a fitted window that happened when the decoder skipped the
+    first words ("10 meters" for "Go forward 10 meters.", -1.13)."""
+    return any(segment.avg_logprob < UNSURE_LOGPROB for segment in segments)
+
+
 def keep_segment(segment: Segment) -> bool:
     """False for a segment that is a hallucination on silence or noise, or a repetition loop."""
     if segment.no_speech_prob > NO_SPEECH_PROB and segment.avg_logprob < NO_SPEECH_LOGPROB:
@@ -118,6 +175,34 @@ def load_model(path: Path | str, *, compute_type: str = "int8", cpu_threads: int
         return model
 
 
+class _Fit(threading.local):
+    """Per-thread fitted-window margin in frames, ``None`` for the full window (the lane thread
+    sets it around each call)."""
+
+    margin: int | None = None
+
+
+def fitted(features: npt.NDArray[np.float32], margin_frames: int) -> npt.NDArray[np.float32]:
+    """``features`` (mel bins x 3000 frames, zero-padded by faster-whisper) cut to the audio
+    plus ``margin_frames`` of the padding, rounded up to whole seconds."""
+    columns = np.flatnonzero(np.any(features != 0.0, axis=tuple(range(features.ndim - 1))))
+    used = int(columns[-1]) + 1 if columns.size else 0
+    keep = min(features.shape[-1], -(-(used + margin_frames) // 100) * 100)
+    return features[..., :keep]
+
+
+def _fit_encoder(model: Any) -> _Fit:
+    """Make ``model.encode`` cut its input to a fitted window while a margin is set."""
+    switch, encode = _Fit(), model.encode
+
+    def encode_fitted(features: npt.NDArray[np.float32]) -> Any:
+        margin = switch.margin
+        return encode(features if margin is None else fitted(features, margin))
+
+    model.encode = encode_fitted
+    return switch
+
+
 def _load(directory: Path, compute_type: str, cpu_threads: int) -> Any:
     try:
         module = importlib.import_module("faster_whisper")
@@ -126,13 +211,15 @@ def _load(directory: Path, compute_type: str, cpu_threads: int) -> Any:
             "faster-whisper is not installed; run `make install` (faster-whisper==1.2.1)"
         ) from exc
     try:
-        return module.WhisperModel(
+        model = module.WhisperModel(
             str(directory),
             device="cpu",
             compute_type=compute_type,
             cpu_threads=cpu_threads,
             local_files_only=True,
         )
+        model.harken_fit = _fit_encoder(model)
+        return model
     except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError for bad files
         raise ModelError(
             f"cannot load the Whisper model in {directory}: {exc}; delete the directory and run "
@@ -156,17 +243,23 @@ class WhisperSTT:
         compute_type: str = "int8",
         beam_size: int = 1,
         language: str | None = "en",
+        fit_window: bool | None = None,
+        fit_margin: float = FIT_MARGIN_S,
     ) -> None:
         if beam_size < 1:
             raise ValueError(f"beam_size must be at least 1; got {beam_size}")
         self.model_path = Path(model_path)
         self._lane = lane
         self._beam_size = beam_size
+        self._fit_window, self.fit_margin = fit_window, fit_margin
+        self.refits = 0  # transcriptions decoded again over the full window (loops)
         self._model = cast(
             _WhisperModel,
             load_model(model_path, compute_type=compute_type, cpu_threads=cpu_threads),
         )
         self._languages = tuple(self._model.supported_languages)
+        # tiny.en in a fitted window: 8/96 word errors instead of 5/96, and loops; base: better
+        self.fit_window = len(self._languages) > 1 if self._fit_window is None else self._fit_window
         self.language = self._language(language)
         self.capabilities = Capabilities(
             streaming=False, sample_rate=SAMPLE_RATE, languages=self._languages
@@ -198,6 +291,21 @@ class WhisperSTT:
     def _run(self, audio: npt.NDArray[np.float32], language: str | None) -> str:
         """One whole transcription, on the lane thread."""
         try:
+            segments = self._decode(audio, language, fit=self.fit_window)
+            if self.fit_window and (loops(segments) or unsure(segments)):
+                self.refits += 1
+                segments = self._decode(audio, language, fit=False)
+            texts = [segment.text for segment in segments if keep_segment(segment)]
+        except Exception as exc:
+            raise ProviderError(f"Whisper transcription failed: {exc}", retryable=True) from exc
+        return " ".join(text.strip() for text in texts if text.strip())
+
+    def _decode(
+        self, audio: npt.NDArray[np.float32], language: str | None, *, fit: bool
+    ) -> list[Segment]:
+        switch: _Fit = self._model.harken_fit  # type: ignore[attr-defined]
+        switch.margin = round(self.fit_margin * 100) if fit else None
+        try:
             segments, _info = self._model.transcribe(
                 audio,
                 language=language,
@@ -209,11 +317,15 @@ class WhisperSTT:
                 vad_filter=False,
                 no_speech_threshold=None,  # keep_segment() decides, on every segment
                 log_prob_threshold=None,
+                max_new_tokens=self._max_new_tokens(audio.size / SAMPLE_RATE),
             )
-            texts = [segment.text for segment in segments if keep_segment(segment)]
-        except Exception as exc:
-            raise ProviderError(f"Whisper transcription failed: {exc}", retryable=True) from exc
-        return " ".join(text.strip() for text in texts if text.strip())
+            return list(segments)
+        finally:
+            switch.margin = None
+
+    @staticmethod
+    def _max_new_tokens(seconds: float) -> int:
+        return min(MAX_NEW_TOKENS, int(seconds * TOKENS_PER_SECOND) + TOKENS_SLACK)
 
     def _language(self, language: str | None) -> str | None:
         """A Whisper language code for ``language`` (``"en-US"`` → ``"en"``; ``"multi"`` →
