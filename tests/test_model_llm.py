@@ -216,6 +216,10 @@ async def test_priming_makes_the_first_token_fast(llm: LlamaLLM) -> None:
     primed = llm.turns[-1]
     assert primed.prompt_tokens > 250
     assert primed.cached_tokens >= primed.prompt_tokens - 20  # only the user turn was evaluated
+    # the opening of the user's message was primed too: left are the question, its end and the
+    # assistant's opening (<|im_end|> \n <|im_start|> assistant \n), and the last token again
+    asked = len(llm._engine.tokenize([(question, False)]))
+    assert primed.prompt_tokens - primed.cached_tokens <= asked + 6
     timings = f"first token: cold {cold_wall:.2f} s ({cold_cpu:.2f} s CPU), "
     timings += f"primed {primed_wall:.2f} s ({primed_cpu:.2f} s CPU)"
     print(timings)

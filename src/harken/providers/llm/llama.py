@@ -196,6 +196,10 @@ class _Engine:
         self.llm.n_tokens = n
 
 
+_NEXT: Final[list[tools.Piece]] = [("<|im_start|>user\n", True)]
+"""Primed after the prompt: the opening of the user's next message, which a turn would otherwise
+prefill on its critical path (3 tokens, ≈ 40 ms on two cores)."""
+
 _ENGINES: dict[tuple[Path, int, int], _Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
@@ -346,7 +350,7 @@ class LlamaLLM:
         for slot, offered in slots:
             job = object()
             with engine.lock:
-                tokens = engine.tokenize(tools.render(messages, offered, reply=False))
+                tokens = engine.tokenize(tools.render(messages, offered, reply=False) + _NEXT)
                 done = engine.adopt(slot, tokens)
             try:
                 while not done:
