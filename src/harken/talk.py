@@ -305,7 +305,10 @@ def summary(talk: Conversation, finished_at: float | None) -> None:
     if talk.latency:
         heard = ""
         if finished_at is not None and talk.first_audio_at is not None:
-            heard = f"; heard {talk.first_audio_at - finished_at:.2f} s after you finished"
+            gap = talk.first_audio_at - finished_at
+            # a file's trailing silence counts as yours: the answer can start before it ends
+            when = f"{gap:.2f} s after" if gap >= 0 else f"{-gap:.2f} s before"
+            heard = f"; heard {when} your audio ended"
         talk.say("latency", f"{talk.latency}{heard}")
 
 
