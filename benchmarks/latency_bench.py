@@ -636,13 +636,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--skip", nargs="*", default=[], choices=("nospec", "barge", "concurrent"), help="sections"
     )
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="server configuration, e.g. speculate_after_ms=128 (HARKEN_* is not read)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
+    settings = dict(item.split("=", 1) for item in args.set)
 
     speech = load_speech()
     ordered = list(speech.values())
     picked = [ordered[i % len(ordered)] for i in range(args.turns)]
-    make: Callable[..., Server] = ChildServer if args.subprocess else InProcessServer
+    kind: Callable[..., Server] = ChildServer if args.subprocess else InProcessServer
+    make: Callable[..., Server] = partial(kind, **settings)
     timeline = None if args.subprocess else Timeline(shared_lane())
     load = os.getloadavg()
     print(f"# harken mouth-to-ear latency ({'subprocess' if args.subprocess else 'in-process'})")

@@ -12,6 +12,8 @@ from harken.session.effects import (
     SpeakJob,
     TextDelta,
     ThinkJob,
+    ToolCall,
+    ToolCalls,
     TranscribeJob,
     Transcript,
 )
@@ -338,3 +340,53 @@ def test_latency_report_of_a_spoken_turn() -> None:
     assert report.total_latency == round(s.now - ended, 4) == 0.6
     started = one(effects, m.AgentStartedSpeaking)
     assert (started.total_latency, started.ttt_latency, started.tts_latency) == (0.6, 0.1, 0.05)
+
+
+def _guess_calls_weather(s: Script, text: str = "") -> tuple[ThinkJob, list[Effect]]:
+    speech(s)
+    stt = job(silence(s, PAUSE), TranscribeJob)
+    think = job(s.provider(Transcript(stt.job_id, "Weather in Paris?")), ThinkJob)
+    effects = s.provider(TextDelta(think.job_id, text)) if text else []
+    s.provider(ToolCalls(think.job_id, (ToolCall("c1", "get_weather", '{"location":"Paris"}'),)))
+    return think, effects
+
+
+def test_a_guess_never_calls_a_function_before_the_turn_is_final() -> None:
+    s = ready()
+    think, _ = _guess_calls_weather(s)
+    assert s.provider(JobDone(think.job_id)) == []  # no FunctionCallRequest on a guess
+    effects = silence(s, EOT - PAUSE)
+    assert types(effects) == ["ConversationText", "History", "FunctionCallRequest"]
+    assert one(effects, m.FunctionCallRequest).functions[0].id == "c1"
+    effects = s.text({"type": "FunctionCallResponse", "id": "c1", "content": "21C"})
+    assert types(effects) == ["History", "start:think"]
+
+
+def test_a_guess_speaks_its_words_then_calls_once_final() -> None:
+    s = ready()
+    think, effects = _guess_calls_weather(s, "Let me check. ")
+    speak = job(effects, SpeakJob)  # synthesised while held
+    assert s.provider(AudioChunk(speak.job_id, AUDIO)) == []
+    assert s.provider(JobDone(think.job_id)) == []
+    effects = silence(s, EOT - PAUSE)
+    assert types(effects) == [
+        "ConversationText",  # user
+        "History",
+        "ConversationText",  # "Let me check." with its parked audio
+        "History",
+        "AgentStartedSpeaking",
+        "audio",
+        "FunctionCallRequest",
+    ]
+    assert s.session.engine.conversation.messages("P", None)[-1].content == "Let me check."
+    assert types(s.provider(JobDone(speak.job_id))) == []  # the reply waits for the function
+
+
+def test_a_guess_that_asked_for_a_function_is_dropped_silently_on_resume() -> None:
+    s = ready()
+    think, _ = _guess_calls_weather(s)
+    assert s.provider(JobDone(think.job_id)) == []
+    assert speech(s, 5) == []  # nothing was requested, so nothing is cancelled on the wire
+    stt = job(silence(s, PAUSE), TranscribeJob)
+    think = job(s.provider(Transcript(stt.job_id, "Weather in Rome?")), ThinkJob)
+    assert think.messages[-1].content == "Weather in Rome?"

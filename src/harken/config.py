@@ -125,7 +125,7 @@ class ServerConfig:
     # turn-taking
     end_of_turn_ms: int = 544  # silence that ends the user's turn
     speculate: bool = True  # start STT and the LLM at the first short pause
-    speculate_after_ms: int = 192  # the short pause
+    speculate_after_ms: int = 128  # the short pause
 
     @property
     def open_mode(self) -> bool:

@@ -199,7 +199,10 @@ class Engine:
         parked, reply.parked = reply.parked, []
         for event in parked:  # chunks, then at most one JobDone or JobFailed: the last one
             self._speak_event(event, now)
-        self._speak_next(now)
+        if reply.tool_calls and self.reply is reply:  # the guess asked for functions
+            self._end_round(reply, now)
+        else:
+            self._speak_next(now)
 
     def agent_text(self, text: str, origin: Literal["inject", "greeting"], now: float) -> None:
         """Say ``text`` as the agent, without the LLM."""
@@ -278,13 +281,18 @@ class Engine:
                 self._reply_failed(reply, codes.FAILED_TO_THINK, event.message, now)
                 return
             reply.flush()
-            if reply.tool_calls:  # the text before a tool call precedes it in the context
-                self.conversation.add_assistant(reply.round_text.strip())
-                reply.committed_round = reply.round
-                reply.round += 1
-                self._call_functions(reply, now)
-            reply.round_text = ""
-            self._speak_next(now)
+            if reply.tool_calls and reply.held:  # a guess never calls functions: wait for the turn
+                return
+            self._end_round(reply, now)
+
+    def _end_round(self, reply: Reply, now: float) -> None:
+        if reply.tool_calls:  # the text before a tool call precedes it in the context
+            self.conversation.add_assistant(reply.round_text.strip())
+            reply.committed_round = reply.round
+            reply.round += 1
+            self._call_functions(reply, now)
+        reply.round_text = ""
+        self._speak_next(now)
 
     def _speak_event(self, event: ProviderEvent, now: float) -> None:
         reply = self.reply

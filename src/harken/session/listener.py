@@ -27,7 +27,7 @@ class ListenerConfig:
     on: float = 0.5
     off: float = 0.35
     onset_frames: int = 3  # 96 ms of speech before UserStartedSpeaking
-    pause_frames: int = 6  # 192 ms: a short pause, where speculation starts
+    pause_frames: int = 4  # 128 ms: a short pause, where speculation starts
     eot_frames: int = 17  # 544 ms of silence ends the turn
     preroll_frames: int = 10  # 320 ms kept before the onset
     max_frames: int = 940  # 30 s

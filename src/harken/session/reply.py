@@ -143,4 +143,10 @@ class Reply:
     @property
     def finished(self) -> bool:
         """Nothing more will be said: the LLM is done, the queue is empty, no TTS is running."""
-        return self.think_done and not self.queue and self.speak_job is None and not self.buffer
+        return (
+            self.think_done
+            and not self.queue
+            and self.speak_job is None
+            and not self.buffer
+            and not self.tool_calls  # requested functions not called yet (a held guess)
+        )
