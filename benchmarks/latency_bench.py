@@ -89,7 +89,14 @@ from harken.engines.lane import BACKGROUND, NORMAL, URGENT, ComputeLane  # noqa:
 from harken.providers.vad import SileroVAD  # noqa: E402
 from harken.server.app import HarkenServer  # noqa: E402
 from speech import RATE, Utterance, model_root, utterances, wer  # noqa: E402
-from voice_client import Received, Span, VoiceClient, acoustic_span, speech_span  # noqa: E402
+from voice_client import (  # noqa: E402
+    LONG_PARAGRAPH,
+    Received,
+    Span,
+    VoiceClient,
+    acoustic_span,
+    speech_span,
+)
 
 T = TypeVar("T")
 BEFORE, AFTER = 0.5, 1.5  # seconds of silence around each utterance
@@ -108,23 +115,6 @@ SETTINGS: dict[str, Any] = {
         "speak": {"provider": {"type": "deepgram", "model": "aura-2-thalia-en"}},
     },
 }
-PARAGRAPH = (
-    "Thank you for calling the city library, where we are always happy to help you find a "
-    "good book. Our main building is open from nine in the morning until eight in the "
-    "evening on weekdays, and from ten until five on Saturdays. On Sundays the main building "
-    "is closed, but the branch by the river keeps its doors open from noon until four. You "
-    "can borrow up to twenty items at a time, including books, films, music and magazines. "
-    "Most items can be kept for three weeks, and you can renew them twice online or by phone. "
-    "If you would like to reserve a meeting room, please ask at the front desk or use our "
-    "website. Children's story time takes place every Wednesday morning at half past ten. "
-    "We also run free computer classes for beginners on the first Monday of every month. "
-    "Remember that your library card also gives you access to our digital collection of "
-    "newspapers and audiobooks. Our reading room on the second floor is a quiet space, so "
-    "please keep your phone on silent while you are there. Lost cards can be replaced at any "
-    "desk for a small fee, and your loans stay safe on your account in the meantime. Please "
-    "stay on the line if you would like to hear these details again, or simply tell me what "
-    "you are looking for today."
-)
 CONCURRENT = ("0880", "goforward", "cards-005", "0930")
 _SESSIONS = itertools.count(1)
 
@@ -428,7 +418,7 @@ def barge_in(url: str, speech: Speech, delay: float) -> BargeIn:
     with VoiceClient(url, fresh_settings()) as client:
         time.sleep(PRIME_WAIT)
         mark = client.mark()
-        client.send_json({"type": "InjectAgentMessage", "message": PARAGRAPH})
+        client.send_json({"type": "InjectAgentMessage", "message": LONG_PARAGRAPH})
         client.wait_for("audio", after=mark, timeout=60)
         time.sleep(delay)
         samples = padded(speech.utterance.samples, before=0.0, after=0.8)

@@ -181,6 +181,24 @@ def server() -> Iterator[ServerThread]:
         running.stop()
 
 
+@pytest.fixture(scope="module")
+def embedded() -> Iterator[ServerThread]:
+    """One real server with the embedded models, shared by a test module (~5 s to load)."""
+    from harken.errors import HarkenError
+    from speech import missing
+
+    running = ServerThread(harken_config(providers="embedded"))
+    try:
+        running.start()
+    except HarkenError as exc:
+        running.stop()
+        missing(f"the embedded models did not load: {exc}")
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
 @pytest.fixture
 def make_server() -> Iterator[Callable[..., ServerThread]]:
     """Factory for servers with special configuration; all are stopped after the test."""

@@ -27,8 +27,7 @@ import numpy as np
 import pytest
 
 import speech
-from conftest import ServerThread, harken_config
-from harken.errors import HarkenError
+from conftest import ServerThread
 from harken.protocol.audio import pcm16_to_bytes, resample, wav_header
 
 pytestmark = pytest.mark.loopback
@@ -295,21 +294,6 @@ def test_api_key_travels_as_the_token_subprotocol(
 
 
 # ----------------------------------------------------------------------------- the real models
-
-
-@pytest.fixture(scope="module")
-def embedded() -> Iterator[ServerThread]:
-    """One real server with the embedded models for this module (~5 s to load)."""
-    running = ServerThread(harken_config(providers="embedded"))
-    try:
-        running.start()
-    except HarkenError as exc:
-        running.stop()
-        speech.missing(f"the embedded models did not load: {exc}")
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.mark.models

@@ -19,45 +19,30 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
-from conftest import ServerThread, harken_config
+from conftest import ServerThread
 from harken.engines.assemble import verify
-from harken.errors import HarkenError
 from harken.protocol.audio import mulaw_decode, resample
 from harken.providers.base import Int16Array
 from harken.providers.vad import SileroVAD
-from speech import RATE, Utterance, missing, model_root, need, normalise, utterances, wer
-from voice_client import Received, Span, VoiceClient, acoustic_span, speech_span
+from speech import RATE, Utterance, model_root, need, normalise, utterances, wer
+from voice_client import (
+    LONG_PARAGRAPH,
+    Received,
+    Span,
+    VoiceClient,
+    acoustic_span,
+    speech_span,
+)
 
 pytestmark = [pytest.mark.models, pytest.mark.loopback, pytest.mark.timeout(180)]
 
 PROMPT = "You are a friendly voice assistant. Answer in one short sentence."
 REPLY_TIMEOUT = 90.0  # seconds for a whole reply; generous for a shared two-core machine
-
-LONG_PARAGRAPH = (
-    "Thank you for calling the city library, where we are always happy to help you find a "
-    "good book. Our main building is open from nine in the morning until eight in the "
-    "evening on weekdays, and from ten until five on Saturdays. On Sundays the main building "
-    "is closed, but the branch by the river keeps its doors open from noon until four. You "
-    "can borrow up to twenty items at a time, including books, films, music and magazines. "
-    "Most items can be kept for three weeks, and you can renew them twice online or by phone. "
-    "If you would like to reserve a meeting room, please ask at the front desk or use our "
-    "website. Children's story time takes place every Wednesday morning at half past ten. "
-    "We also run free computer classes for beginners on the first Monday of every month. "
-    "Remember that your library card also gives you access to our digital collection of "
-    "newspapers and audiobooks. Our reading room on the second floor is a quiet space, so "
-    "please keep your phone on silent while you are there. Lost cards can be replaced at any "
-    "desk for a small fee, and your loans stay safe on your account in the meantime. Our "
-    "volunteers can help you search the catalogue, print documents or scan old photographs. "
-    "Every summer we hold a reading challenge for children, with small prizes for every five "
-    "books they finish. Please stay on the line if you would like to hear these details "
-    "again, or simply tell me what you are looking for today."
-)
 
 
 def settings(
@@ -101,21 +86,6 @@ WEATHER = {
 
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def embedded() -> Iterator[ServerThread]:
-    """One real server with the embedded models for the whole module (~5 s to load)."""
-    running = ServerThread(harken_config(providers="embedded"))
-    try:
-        running.start()
-    except HarkenError as exc:
-        running.stop()
-        missing(f"the embedded models did not load: {exc}")
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")

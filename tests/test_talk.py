@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,8 @@ import numpy as np
 import pytest
 
 import speech
-from conftest import ServerThread, harken_config
+from conftest import ServerThread
 from harken import cli, talk
-from harken.errors import HarkenError
 from harken.protocol.audio import pcm16_to_bytes, read_wav, resample, wav_header
 
 pytestmark = pytest.mark.loopback
@@ -264,21 +263,6 @@ def test_the_command_line_entry_point(server: ServerThread, tmp_path: Path) -> N
 
 
 # ----------------------------------------------------------------------------- the real models
-
-
-@pytest.fixture(scope="module")
-def embedded() -> Iterator[ServerThread]:
-    """One real server with the embedded models for this module (~5 s to load)."""
-    running = ServerThread(harken_config(providers="embedded"))
-    try:
-        running.start()
-    except HarkenError as exc:
-        running.stop()
-        speech.missing(f"the embedded models did not load: {exc}")
-    try:
-        yield running
-    finally:
-        running.stop()
 
 
 @pytest.mark.models

@@ -36,6 +36,28 @@ from harken.providers.base import Int16Array
 FRAME_MS = 20
 
 
+LONG_PARAGRAPH = (
+    "Thank you for calling the city library, where we are always happy to help you find a "
+    "good book. Our main building is open from nine in the morning until eight in the "
+    "evening on weekdays, and from ten until five on Saturdays. On Sundays the main building "
+    "is closed, but the branch by the river keeps its doors open from noon until four. You "
+    "can borrow up to twenty items at a time, including books, films, music and magazines. "
+    "Most items can be kept for three weeks, and you can renew them twice online or by phone. "
+    "If you would like to reserve a meeting room, please ask at the front desk or use our "
+    "website. Children's story time takes place every Wednesday morning at half past ten. "
+    "We also run free computer classes for beginners on the first Monday of every month. "
+    "Remember that your library card also gives you access to our digital collection of "
+    "newspapers and audiobooks. Our reading room on the second floor is a quiet space, so "
+    "please keep your phone on silent while you are there. Lost cards can be replaced at any "
+    "desk for a small fee, and your loans stay safe on your account in the meantime. Our "
+    "volunteers can help you search the catalogue, print documents or scan old photographs. "
+    "Every summer we hold a reading challenge for children, with small prizes for every five "
+    "books they finish. Please stay on the line if you would like to hear these details "
+    "again, or simply tell me what you are looking for today."
+)
+"""An agent reply long enough (about a minute of speech) to be interrupted by a barge-in."""
+
+
 @dataclass(frozen=True, slots=True)
 class Received:
     """One server message: JSON (``message``) or binary agent audio (``audio``)."""

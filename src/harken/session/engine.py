@@ -120,16 +120,20 @@ class Engine:
                 self.guess = Guess(self.out.start(job), pcm=event.pcm)
         elif self.guess is None:
             job = TranscribeJob(self.out.new_id(), event.pcm, listen)
-            self.guess = Guess(self.out.start(job), None, True, now, event.pcm, event.silence)
+            self.guess = self._final_guess(job, now, event.silence)
         elif self.guess.final:  # the previous turn is still being transcribed: one turn of both
             pcm = self.guess.pcm + event.pcm
             self.out.cancel(self.guess.stt_job)
             job = TranscribeJob(self.out.new_id(), pcm, listen)
-            self.guess = Guess(self.out.start(job), None, True, now, pcm, event.silence)
+            self.guess = self._final_guess(job, now, event.silence)
         else:
             self.guess.final, self.guess.ended_at, self.guess.silence = True, now, event.silence
             if self.guess.text is not None:
                 self._promote(self.guess, now)
+
+    def _final_guess(self, job: TranscribeJob, now: float, silence: float) -> Guess:
+        stt_job = self.out.start(job)
+        return Guess(stt_job, final=True, ended_at=now, pcm=job.pcm16k, silence=silence)
 
     def _transcript(self, event: Transcript, now: float) -> None:
         guess = self.guess
