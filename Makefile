@@ -6,7 +6,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8765
 PIP := $(BIN)/pip --disable-pip-version-check -q
 
-.PHONY: run install install-quality test lint typecheck sdk-venvs bench clean
+.PHONY: run install install-quality test lint typecheck sdk-venvs llama-server bench clean
 
 run: install
 	$(BIN)/harken serve --host $(HOST) --port $(PORT)
@@ -31,10 +31,30 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python scripts/fetch_testdata.py
 	touch $@
 
-# The quality LLM (Qwen2.5-Coder-1.5B, 1.1 GB); select it with think_model = "qwen2.5-coder-1.5b"
+# Qwen2.5-Coder-1.5B is the default language model and part of `install` now; this target stays
+# for old instructions.
 install-quality: install
-	$(PIP) install --find-links .wheels -e '.[dev,models,quality]'
-	$(BIN)/harken models install qwen2.5-coder-1.5b
+
+# llama.cpp's own OpenAI-compatible server, built from the same pinned sdist as the Python
+# binding (its vendored llama.cpp), for the remote-provider tests and benchmarks (4-8 minutes
+# once; nothing is downloaded but the sdist from the package index).
+LLAMA_SERVER := build/llama.cpp/llama-server
+LLAMA_SRC := build/llama.cpp/llama_cpp_python-$(LLAMA_VERSION)/vendor/llama.cpp
+LLAMA_SERVER_ARGS := -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF -DBUILD_SHARED_LIBS=OFF \
+	-DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_TESTS=OFF \
+	-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON
+
+llama-server: $(LLAMA_SERVER)
+
+$(LLAMA_SERVER): | $(VENV)/.installed
+	mkdir -p build/llama.cpp
+	$(PIP) download --no-deps --no-binary :all: llama-cpp-python==$(LLAMA_VERSION) -d build/llama.cpp
+	tar xzf build/llama.cpp/llama_cpp_python-$(LLAMA_VERSION).tar.gz -C build/llama.cpp
+	echo "building llama-server $(LLAMA_VERSION) (4-8 minutes)..."
+	cmake -S $(LLAMA_SRC) -B build/llama.cpp/cmake $(LLAMA_SERVER_ARGS) >/dev/null
+	cmake --build build/llama.cpp/cmake --target llama-server -j2 >/dev/null
+	cp build/llama.cpp/cmake/bin/llama-server $@.tmp && mv $@.tmp $@
+	rm -rf build/llama.cpp/cmake build/llama.cpp/llama_cpp_python-$(LLAMA_VERSION)*
 
 # The official Deepgram SDKs live in their own virtualenvs: they pin websockets
 # and friends differently from harken, and the tests drive them as subprocesses.
@@ -57,7 +77,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy --strict
 
-test: install sdk-venvs lint typecheck
+test: install sdk-venvs llama-server lint typecheck
 	sh scripts/install_chromium.sh
 	$(BIN)/pytest -q --cov=harken --cov-branch --cov-report=term:skip-covered
 	$(BIN)/python tests/check_coverage.py

@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from harken.config import load_config
-from harken.engines.embedded import load_engines, shared_lane
-from harken.engines.lane import SESSION
+from harken.engines.lane import SESSION, shared_lane
 from harken.protocol import audio
 from harken.providers.base import LLMText
+from harken.providers.embedded import load_engines
 from harken.session.effects import ChatMessage
 
 DATA = Path(__file__).resolve().parent.parent / "var/testdata/pocketsphinx-5.1.1/librivox"

@@ -19,7 +19,7 @@ as the server does for every session.
 **How model time is measured.** The server runs **in this process**, in a thread with its own
 event loop (as the tests run it), with the default configuration (``providers = "embedded"``).
 That lets the benchmark wrap every step put on the process's compute lane
-(``harken.engines.embedded.shared_lane()``: all STT, LLM, TTS and priming work runs there,
+(``harken.engines.lane.shared_lane()``: all STT, LLM, TTS and priming work runs there,
 one step at a time) and record when each step ran, for which session and what it was (STT,
 LLM, TTS, prime). Nothing is added to the server. Per turn:
 
@@ -84,8 +84,13 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from harken.config import load_config  # noqa: E402
 from harken.engines.assemble import verify  # noqa: E402
-from harken.engines.embedded import shared_lane  # noqa: E402
-from harken.engines.lane import BACKGROUND, NORMAL, URGENT, ComputeLane  # noqa: E402
+from harken.engines.lane import (  # noqa: E402
+    BACKGROUND,
+    NORMAL,
+    URGENT,
+    ComputeLane,
+    shared_lane,
+)
 from harken.providers.vad import SileroVAD  # noqa: E402
 from harken.server.app import HarkenServer  # noqa: E402
 from speech import RATE, Utterance, model_root, utterances, wer  # noqa: E402

@@ -116,14 +116,14 @@ FATAL: list[tuple[str, str, bool, list[str | bytes], str]] = [
         INVALID,
     ),
     (
-        "settings_think_endpoint",
+        "settings_think_endpoint_metadata",
         GA,
         False,
         [
             settings(
                 think={
                     "provider": {"type": "open_ai", "model": "gpt-4o"},
-                    "endpoint": {"url": "https://llm.example/v1", "headers": {}},
+                    "endpoint": {"url": "http://169.254.169.254/v1/chat/completions"},
                 }
             )
         ],

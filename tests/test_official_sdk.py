@@ -22,12 +22,12 @@ DRIVERS = Path(__file__).resolve().parent / "official"
 pytestmark = [pytest.mark.loopback, pytest.mark.official]
 
 
-def run_driver(venv: str, script: str, url: str) -> dict[str, Any]:
+def run_driver(venv: str, script: str, url: str, *args: str) -> dict[str, Any]:
     python = ROOT / venv / "bin" / "python"
     if not python.exists():
         pytest.fail(f"{venv} is missing: run `make sdk-venvs` (make test does)")
     proc = subprocess.run(
-        [str(python), str(DRIVERS / script), url],
+        [str(python), str(DRIVERS / script), url, *args],
         cwd=DRIVERS,
         capture_output=True,
         text=True,

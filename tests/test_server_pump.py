@@ -10,7 +10,7 @@ from websockets.frames import Close
 
 from harken.config import load_config
 from harken.protocol import messages as m
-from harken.providers.registry import load_registry
+from harken.providers.compose import load_registry
 from harken.server.connection import HIGH_WATER, Pump
 from harken.server.metrics import Metrics
 from harken.server.runner import Runner

@@ -20,7 +20,10 @@ from harken.protocol.settings import (
 )
 from harken.providers import registry as reg
 from harken.providers.base import LLM, STT, TTS, VAD, Capabilities, LLMText, LLMToolCalls
+from harken.providers.compose import load_registry
+from harken.providers.llm.openai_http import OpenAILLM
 from harken.providers.testing import EchoLLM, EnergyVAD, SilenceSTT, ToneTTS
+from harken.providers.tts.openai_http import OpenAITTS
 from harken.session.effects import ChatMessage
 
 WEATHER = FunctionDef(
@@ -31,7 +34,7 @@ WEATHER = FunctionDef(
 
 @pytest.fixture
 def registry() -> reg.Registry:
-    return reg.load_registry(load_config(None, {}, {"providers": "testing"}))
+    return load_registry(load_config(None, {}, {"providers": "testing"}))
 
 
 def think(type_: str, model: str | None, **kw: object) -> ThinkConfig:
@@ -58,16 +61,105 @@ def test_unknown_names_list_what_is_available(registry: reg.Registry) -> None:
     assert problem is not None and "agent.listen.provider" in problem
 
 
-def test_endpoint_not_supported_yet(registry: reg.Registry) -> None:
-    problem = registry.problem(think("open_ai", "gpt-4o", endpoint=Endpoint("https://x/v1")))
-    assert problem is not None and "agent.think.endpoint is not supported yet" in problem
-    speak = SpeakConfig(Provider("deepgram", "aura-asteria-en"), Endpoint("https://x"))
-    assert "agent.speak.endpoint" in (registry.problem(speak) or "")
+def test_settings_endpoints_are_served_by_the_http_providers(registry: reg.Registry) -> None:
+    url = "https://llm.example.com/v1/chat/completions"
+    config = think("open_ai", "gpt-4o", endpoint=Endpoint(url, headers={"authorization": "k"}))
+    assert registry.problem(config) is None
+    llm = registry.llm(config)
+    assert isinstance(llm, OpenAILLM) and llm.model == "gpt-4o"
+    assert llm.endpoint.headers == {"authorization": "k"} and not llm.endpoint.trusted
+    assert "authorization" not in repr(llm.endpoint) and "k" not in repr(llm.endpoint)
+    speak = SpeakConfig(
+        Provider("open_ai", "tts-1", {"voice": "nova"}), Endpoint("https://tts.example.com/s")
+    )
+    assert registry.problem(speak) is None
+    tts = registry.tts(speak)
+    assert isinstance(tts, OpenAITTS) and (tts.model, tts.voice) == ("tts-1", "nova")
+
+
+def test_settings_endpoints_that_are_refused(registry: reg.Registry) -> None:
+    def problem(part: ThinkConfig | SpeakConfig) -> str:
+        return registry.problem(part) or ""
+
+    native = think(
+        "anthropic", "claude", endpoint=Endpoint("https://api.anthropic.com/v1/messages")
+    )
+    assert "OpenAI chat-completions API only" in problem(native)
+    compatible = "https://generativelanguage.googleapis.com/v1beta/openai/chat/completions"
+    assert problem(think("google", "gemini-2.0-flash", endpoint=Endpoint(compatible))) == ""
+    eleven = SpeakConfig(Provider("eleven_labs", None), Endpoint("wss://api.elevenlabs.io/x"))
+    assert "not supported" in problem(eleven)
+    for url, why in [
+        ("http://127.0.0.1:8080/v1/chat/completions", "loopback"),
+        ("http://10.0.0.5/v1/chat/completions", "private"),
+        ("http://169.254.169.254/latest", "metadata"),
+        ("http://169.254.1.1/latest", "link-local"),
+        ("http://metadata.google.internal/x", "metadata"),
+        ("ftp://x/y", "http or https"),
+    ]:
+        text = problem(think("open_ai", "m", endpoint=Endpoint(url)))
+        assert text.startswith("agent.think.endpoint.url") and why in text, (url, text)
+    secret = problem(think("open_ai", "m", endpoint=Endpoint("http://127.0.0.1/x?key=s3cret")))
+    assert "s3cret" not in secret and "allow_loopback_endpoints" in secret
+
+
+def test_loopback_endpoints_when_the_operator_allows_them() -> None:
+    config = load_config(
+        None, {"HARKEN_ALLOW_LOOPBACK_ENDPOINTS": "true"}, {"providers": "testing"}
+    )
+    registry = load_registry(config)
+    local = think("open_ai", "m", endpoint=Endpoint("http://127.0.0.1:8080/v1/chat/completions"))
+    assert registry.problem(local) is None
+    metadata = think("open_ai", "m", endpoint=Endpoint("http://169.254.1.1/v1"))
+    assert "link-local" in (registry.problem(metadata) or "")
+
+
+def test_a_registry_without_an_endpoint_factory_refuses_endpoints() -> None:
+    bare = reg.Registry(
+        ServerConfig(providers="testing"), reg.Engines(llm={"llm-default": EchoLLM()})
+    )
+    problem = bare.problem(think("open_ai", "gpt-4o", endpoint=Endpoint("https://x/v1")))
+    assert problem is not None and "agent.think.endpoint is not supported" in problem
+
+
+def test_operator_endpoints_are_engines_bound_to_the_client_model() -> None:
+    endpoints = json.dumps(
+        {
+            "gpu-llm": {"kind": "llm", "url": "http://10.0.0.5:8000/v1/chat/completions"},
+            "gpu-stt": {
+                "kind": "stt",
+                "url": "http://10.0.0.5:9000/v1/audio/transcriptions",
+                "model": "Systran/faster-whisper-small",
+            },
+            "gpu-tts": {
+                "kind": "tts",
+                "url": "http://10.0.0.5:9100/v1/audio/speech",
+                "voice": "af_sky",
+                "sample_rate": 22050,
+            },
+        }
+    )
+    env = {
+        "HARKEN_ENDPOINTS": endpoints,
+        "HARKEN_MODELS_THINK": "open_ai/*=gpu-llm,*=llm-default",
+        "HARKEN_MODELS_LISTEN": "*=gpu-stt",
+        "HARKEN_MODELS_SPEAK": "open_ai/*=gpu-tts,*=tts-default",
+    }
+    registry = load_registry(load_config(None, env, {"providers": "testing"}))
+    assert "gpu-llm" in registry.engines.label
+    llm = registry.llm(think("open_ai", "gpt-4o-mini"))
+    assert isinstance(llm, OpenAILLM) and llm.model == "gpt-4o-mini" and llm.endpoint.trusted
+    assert isinstance(registry.llm(think("anthropic", "claude")), EchoLLM)
+    stt = registry.stt(ListenConfig(Provider("deepgram", "nova-3", {"language": "de"})))
+    assert getattr(stt, "model", None) == "Systran/faster-whisper-small"
+    tts = registry.tts(SpeakConfig(Provider("open_ai", "tts-1", {"voice": "nova"})))
+    assert isinstance(tts, OpenAITTS) and tts.voice == "af_sky"
+    assert tts.capabilities.sample_rate == 22050
 
 
 def test_route_to_unloaded_engine() -> None:
     config = load_config(None, {"HARKEN_MODELS_THINK": "big/*=llm-big"}, {"providers": "testing"})
-    registry = reg.load_registry(config)
+    registry = load_registry(config)
     problem = registry.problem(think("big", "one"))
     assert problem is not None and "llm-big" in problem and "not loaded" in problem
     with pytest.raises(ModelError):
@@ -85,7 +177,7 @@ def test_providers_for_jobs(registry: reg.Registry) -> None:
 
 def test_embedded_fails_loudly(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="is not assembled"):
-        reg.load_registry(ServerConfig(providers="embedded", model_dir=str(tmp_path)))
+        load_registry(ServerConfig(providers="embedded", model_dir=str(tmp_path)))
 
 
 async def collect(llm: EchoLLM, messages: list[ChatMessage], functions=()) -> list[object]:  # type: ignore[no-untyped-def]

@@ -20,7 +20,8 @@ from harken.protocol.settings import (
     SpeakConfig,
     ThinkConfig,
 )
-from harken.providers.registry import Engines, Registry, load_registry
+from harken.providers.compose import load_registry
+from harken.providers.registry import Engines, Registry
 from harken.providers.testing import EchoLLM, ToneTTS
 from harken.server.functions import blocked_reason, vet_target
 from harken.server.runner import Runner

@@ -105,6 +105,34 @@ def test_speculation_thinks_at_the_pause_and_speaks_only_after_the_end_of_turn()
     assert s.now == ended
 
 
+def test_a_guess_whose_llm_fails_while_the_user_speaks_fails_once_the_turn_is_final() -> None:
+    s = ready()
+    speech(s)
+    stt = job(silence(s, PAUSE), TranscribeJob)
+    think = job(s.provider(Transcript(stt.job_id, "Hi")), ThinkJob)
+    # e.g. a remote LLM that refuses connections: nothing reaches the client yet
+    assert s.provider(JobFailed(think.job_id, "connection refused", retryable=True)) == []
+    assert s.session.engine.turn is Turn.USER_SPEAKING
+    effects = silence(s, EOT - PAUSE)
+    assert types(effects) == ["ConversationText", "History", "Error"]
+    error = one(effects, m.Error)
+    assert error.code == codes.FAILED_TO_THINK and "connection refused" in error.description
+    assert s.session.engine.turn is Turn.LISTENING
+    assert not s.session.closed
+
+
+def test_a_guess_whose_llm_failed_is_dropped_when_the_user_goes_on() -> None:
+    s = ready()
+    speech(s)
+    stt = job(silence(s, PAUSE), TranscribeJob)
+    think = job(s.provider(Transcript(stt.job_id, "Hi")), ThinkJob)
+    assert s.provider(JobFailed(think.job_id, "timed out", retryable=True)) == []
+    assert speech(s, 5) == []  # resumed: the failed guess goes with the guess
+    stt = job(silence(s, EOT), TranscribeJob)
+    think = job(s.provider(Transcript(stt.job_id, "Hi there")), ThinkJob)
+    assert think.messages[-1].content == "Hi there"
+
+
 def test_a_held_reply_finished_before_the_end_of_turn_is_said_whole() -> None:
     s = ready()
     speech(s)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from harken.endpoints import EndpointConfig, check_routes, parse_endpoints
 from harken.errors import ConfigError
 
 ProviderSet = Literal["embedded", "testing"]
@@ -112,12 +113,16 @@ class ServerConfig:
     # functions
     allow_loopback_functions: bool = False
     function_timeout: float = 10.0
-    # provider names -> engines
+    # provider names -> engines, and the operator's OpenAI-compatible model servers
     models: ModelMap = field(default_factory=ModelMap)
+    endpoints: tuple[EndpointConfig, ...] = ()
+    allow_loopback_endpoints: bool = False  # Settings endpoints may target loopback/private
+    endpoint_timeout: float = 10.0  # seconds to a model server's first byte, and between bytes
+    endpoint_connect_timeout: float = 3.0
     # the embedded stack (providers = "embedded"): catalog ids of src/harken/engines/catalog.py
     stt_model: str = "whisper-base"  # 0.14 s per turn, 4.2 % WER on real speech (BENCHMARKS.md)
     stt_multilingual_model: str = "whisper-base"  # other languages when stt_model is English-only
-    llm_model: str = "qwen2.5-coder-0.5b"
+    llm_model: str = "qwen2.5-coder-1.5b"
     tts_model: str = "piper-joe"
     fallback_voice: str = "espeak-ng"  # "" disables the espeak-ng fallback voice
     model_dir: str = ""  # "" = $HARKEN_MODEL_DIR, else ./models
@@ -215,6 +220,9 @@ _COERCE: dict[str, Callable[[str, object], object]] = {
     "shutdown_grace": _as_float,
     "allow_loopback_functions": _as_bool,
     "function_timeout": _as_float,
+    "allow_loopback_endpoints": _as_bool,
+    "endpoint_timeout": _as_float,
+    "endpoint_connect_timeout": _as_float,
     "stt_model": _as_str,
     "stt_multilingual_model": _as_str,
     "llm_model": _as_str,
@@ -239,6 +247,8 @@ _POSITIVE = (
     "audio_rate_factor",
     "audio_window",
     "function_timeout",
+    "endpoint_timeout",
+    "endpoint_connect_timeout",
     "model_threads",
     "end_of_turn_ms",
     "speculate_after_ms",
@@ -299,14 +309,28 @@ def from_env(env: Mapping[str, str]) -> dict[str, Any]:
         layer["models"] = models
     if "HARKEN_REPLACE_DEFAULT_MODELS" in env:
         layer["replace_default_models"] = env["HARKEN_REPLACE_DEFAULT_MODELS"]
+    if "HARKEN_ENDPOINTS" in env:
+        layer["endpoints"] = env["HARKEN_ENDPOINTS"]
     return layer
 
 
 def _apply_layer(
-    values: dict[str, Any], routes: dict[str, ModelRoutes], layer: Mapping[str, Any], source: str
+    values: dict[str, Any],
+    routes: dict[str, ModelRoutes],
+    layer: Mapping[str, Any],
+    source: str,
+    variables: Mapping[str, str],
 ) -> None:
     try:
         for key, raw in layer.items():
+            if key == "endpoints":  # each layer's tables join those of the layers below
+                name = "HARKEN_ENDPOINTS" if source == "environment" else key
+                added = parse_endpoints(name, raw, variables)
+                kept = [
+                    e for e in values.get("endpoints", ()) if e.name not in {a.name for a in added}
+                ]
+                values["endpoints"] = (*kept, *added)
+                continue
             _apply_key(values, routes, key, raw, source == "environment")
     except ConfigError as exc:
         raise ConfigError(f"{exc} (from {source})") from None
@@ -355,6 +379,7 @@ def _validate(config: ServerConfig) -> ServerConfig:
     if config.text_burst < 1:
         raise ConfigError("text_burst: must be at least 1")
     _validate_models(config)
+    check_routes({k: config.models.routes(k) for k in MODEL_KINDS}, config.endpoints)
     if config.speculate_after_ms >= config.end_of_turn_ms:
         raise ConfigError("speculate_after_ms: must be shorter than end_of_turn_ms")
     if config.shutdown_grace < 0:
@@ -396,13 +421,14 @@ def load_config(
     """
     values: dict[str, Any] = {}
     routes: dict[str, ModelRoutes] = {kind: _defaults(kind) for kind in MODEL_KINDS}
+    variables = env or {}
     if file is not None:
-        _apply_layer(values, routes, read_toml(file), str(file))
+        _apply_layer(values, routes, read_toml(file), str(file), variables)
     if env is not None:
-        _apply_layer(values, routes, from_env(env), "environment")
+        _apply_layer(values, routes, from_env(env), "environment", variables)
     if overrides:
         cli = {k: v for k, v in overrides.items() if v is not None}
-        _apply_layer(values, routes, cli, "command line")
+        _apply_layer(values, routes, cli, "command line", variables)
     values["models"] = ModelMap(**routes)
     if "log_level" in values:
         values["log_level"] = values["log_level"].lower()

@@ -78,21 +78,29 @@ options.agent.think.functions = [
 primary = Speak()
 primary.provider.type = "deepgram"
 primary.provider.model = "aura-2-thalia-en"
-fallback = Speak()  # as captured in PROTOCOL.md 7.3: a hosted fallback harken cannot serve
+fallback = Speak()  # as captured in PROTOCOL.md 7.3: a hosted OpenAI fallback
 fallback.provider.type = "open_ai"
 fallback.provider.model = "tts-1"
 fallback.provider.voice = "shimmer"
 fallback.endpoint = Endpoint(
     url="https://api.openai.com/v1/audio/speech", headers={"authorization": "Bearer x"}
 )
-options.agent.speak = [primary, fallback]
+# harken serves OpenAI-compatible speech endpoints, so that fallback is kept; one on a vendor's
+# own API (ElevenLabs) is not, and is dropped with a Warning instead of sinking the session
+unservable = Speak()
+unservable.provider.type = "eleven_labs"
+unservable.provider.model = "eleven_turbo_v2_5"
+unservable.endpoint = Endpoint(
+    url="https://api.elevenlabs.io/v1/text-to-speech/voice", headers={"xi-api-key": "x"}
+)
+options.agent.speak = [primary, fallback, unservable]
 options.agent.greeting = "Hello! How can I help you today?"
 
 ok = conn.start(options)
 steps: dict[str, bool] = {"started": ok}
 steps["welcome"] = rec.wait("Welcome", "request_id")
 steps["applied"] = rec.wait("SettingsApplied")
-steps["fallback_dropped"] = rec.wait("Unhandled", "speak fallback 2")
+steps["fallback_dropped"] = rec.wait("Unhandled", "speak fallback 3")
 for _ in range(3):
     conn.send(b"\x00" * 960)
 steps["greeting"] = rec.wait("AgentAudioDone")

@@ -227,7 +227,7 @@ _SPECS: Final[tuple[ModelSpec, ...]] = (
     ModelSpec(
         id="qwen2.5-coder-0.5b",
         kind="llm",
-        title="Qwen2.5-Coder-0.5B-Instruct GGUF (AWQ, Q4_K_M layout), llama.cpp",
+        title="Qwen2.5-Coder-0.5B-Instruct GGUF (AWQ, Q4_K_M layout), llama.cpp: low-memory option",
         entry="model.gguf",
         artifacts=(
             Artifact(
@@ -248,7 +248,7 @@ _SPECS: Final[tuple[ModelSpec, ...]] = (
     ModelSpec(
         id="qwen2.5-coder-1.5b",
         kind="llm",
-        title="Qwen2.5-Coder-1.5B-Instruct GGUF Q4_K_M, llama.cpp: the quality option",
+        title="Qwen2.5-Coder-1.5B-Instruct GGUF Q4_K_M, llama.cpp: the default language model",
         entry="model.gguf",
         artifacts=(
             Artifact(
@@ -268,7 +268,6 @@ _SPECS: Final[tuple[ModelSpec, ...]] = (
         runtime_licence="MIT",
         licence_note=_QWEN_NOTE,
         upstream="https://huggingface.co/Qwen/Qwen2.5-Coder-1.5B-Instruct",
-        optional=True,
     ),
     ModelSpec(
         id="piper-joe",
@@ -332,7 +331,7 @@ CATALOG: Final[dict[str, ModelSpec]] = {spec.id: spec for spec in _SPECS}
 DEFAULT_MODELS: Final[dict[Kind, str]] = {
     "vad": "silero-vad",
     "stt": "whisper-base",
-    "llm": "qwen2.5-coder-0.5b",
+    "llm": "qwen2.5-coder-1.5b",
     "tts": "piper-joe",
 }
 """The model each stage uses unless configured otherwise."""

@@ -240,3 +240,14 @@ class ComputeLane:
 
         with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is waiting
             step.loop.call_soon_threadsafe(settle)
+
+
+_LANE: ComputeLane | None = None
+
+
+def shared_lane() -> ComputeLane:
+    """The process's one compute lane (created on first use)."""
+    global _LANE
+    if _LANE is None:
+        _LANE = ComputeLane()
+    return _LANE

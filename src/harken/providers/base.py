@@ -53,7 +53,11 @@ class VAD(Protocol):
 class STT(Protocol):
     capabilities: Capabilities
 
-    async def transcribe(self, pcm16k: Int16Array, *, language: str | None = None) -> str: ...
+    async def transcribe(
+        self, pcm16k: Int16Array, *, language: str | None = None, keyterms: Sequence[str] = ()
+    ) -> str:
+        """The text spoken in ``pcm16k``; ``keyterms`` are words to favour (names, jargon)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

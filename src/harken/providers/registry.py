@@ -7,22 +7,19 @@ to an *engine name* such as ``"llm-default"``; :class:`Engines` holds the loaded
 by engine name. :class:`Registry` answers the session's ``Catalog.problem`` question (can this
 ``{type, model}`` be served?) and hands the runner the provider for a job.
 
-Engine sets are built by a loader chosen by ``ServerConfig.providers``:
-
-* ``"testing"``: :func:`testing_engines`, the deterministic fakes of ``providers/testing.py``.
-* ``"embedded"``: ``harken.engines.embedded.load_engines(config) -> Engines`` (faster-whisper,
-  llama.cpp, piper). A missing or corrupt model fails loudly with :class:`ModelError`; it never
-  falls back to the testing providers.
+Engine sets are built in one place, :mod:`harken.providers.compose` (embedded, testing and the
+operator's remote endpoints side by side). An engine with a ``bind(provider)`` method (the remote
+ones) is bound to each Settings provider, so the client's ``model`` reaches the server when the
+operator set none. A Settings ``endpoint`` bypasses the model map: :class:`EndpointFactory`
+builds a guarded provider for that URL.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import Any, Protocol, TypeVar, cast
 
 from harken.config import ModelKind, ServerConfig
 from harken.errors import ModelError
@@ -33,6 +30,19 @@ log = logging.getLogger("harken.registry")
 
 _PATH = {"listen": "agent.listen.provider", "think": "agent.think.provider"}
 _PATH["speak"] = "agent.speak.provider"
+E = TypeVar("E")
+
+
+class EndpointFactory(Protocol):
+    """Providers for the ``endpoint`` URLs of Settings (see ``compose.SettingsEndpoints``)."""
+
+    def problem(self, part: ThinkConfig | SpeakConfig) -> str | None: ...
+
+    def llm(self, think: ThinkConfig) -> LLM: ...
+
+    def tts(self, speak: SpeakConfig) -> TTS: ...
+
+    async def aclose(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -70,9 +80,17 @@ def _kind_of(part: ListenConfig | ThinkConfig | SpeakConfig) -> ModelKind:
 class Registry:
     """Routes Settings providers to loaded engines. Implements the session's ``Catalog``."""
 
-    def __init__(self, config: ServerConfig, engines: Engines) -> None:
+    def __init__(
+        self, config: ServerConfig, engines: Engines, endpoints: EndpointFactory | None = None
+    ) -> None:
         self._models = config.models
         self.engines = engines
+        self.endpoints = endpoints
+
+    async def aclose(self) -> None:
+        """Close the connections of the remote providers (a later job opens new ones)."""
+        if self.endpoints is not None:
+            await self.endpoints.aclose()
 
     def route(self, kind: ModelKind, provider: Provider) -> str | None:
         """The engine name for ``provider`` (first matching pattern), or None.
@@ -98,10 +116,12 @@ class Registry:
         """None if ``part`` can be served, else an INVALID_SETTINGS description."""
         kind = _kind_of(part)
         if isinstance(part, ThinkConfig | SpeakConfig) and part.endpoint is not None:
-            return (
-                f"agent.{kind}.endpoint is not supported yet by this server; remove it to use a "
-                f"local model (available {kind} providers: {self._list(kind)})"
-            )
+            if self.endpoints is None:
+                return (
+                    f"agent.{kind}.endpoint is not supported by this server; remove it to use a "
+                    f"local model (available {kind} providers: {self._list(kind)})"
+                )
+            return self.endpoints.problem(part)
         name = provider_key(part.provider).rstrip("/")
         engine = self.route(kind, part.provider)
         if engine is None:
@@ -125,7 +145,7 @@ class Registry:
             # The session checks problem() before starting jobs; reaching this is a bug there
             # or a config changed underneath; a clear ModelError beats a KeyError.
             raise ModelError(f"{_PATH[kind]} {provider_key(provider)!r} has no loaded engine")
-        return table[engine]
+        return _bound(table[engine], provider)
 
     def stt(self, listen: ListenConfig | None) -> STT:
         if listen is None:  # no listen block: the first loaded speech-to-text engine
@@ -137,61 +157,32 @@ class Registry:
         if not isinstance(wanted, str) or _speaks(engine, wanted):
             return engine
         # e.g. an English-only default model and a session in Spanish: the multilingual engine
-        return next((e for e in self.engines.stt.values() if _speaks(e, wanted)), engine)
+        other = next((e for e in self.engines.stt.values() if _speaks(e, wanted)), engine)
+        return _bound(other, listen.provider)
 
     def llm(self, think: ThinkConfig) -> LLM:
+        if think.endpoint is not None and self.endpoints is not None:
+            return self.endpoints.llm(think)
         return self._engine("think", think.provider, self.engines.llm)  # type: ignore[no-any-return]
 
     def tts(self, speak: SpeakConfig) -> TTS:
+        if speak.endpoint is not None and self.endpoints is not None:
+            return self.endpoints.tts(speak)
         return self._engine("speak", speak.provider, self.engines.tts)  # type: ignore[no-any-return]
+
+
+def _bound(engine: E, provider: Provider) -> E:
+    """A remote engine bound to ``provider`` (its model and voice); a local one as it is."""
+    bind = getattr(engine, "bind", None)
+    return cast(E, bind(provider)) if callable(bind) else engine
 
 
 def _speaks(engine: STT, language: str) -> bool:
     """Whether ``engine`` transcribes ``language`` (a BCP-47 tag; "multi" means detect it)."""
     known = engine.capabilities.languages
+    if "*" in known:  # a remote server: it says what it can do when it is asked
+        return True
     code = language.split("-")[0].split("_")[0].lower()
     if code in ("multi", "auto", ""):
         return len(known) > 1
     return code in known
-
-
-# ------------------------------------------------------------------------------- loaders
-
-
-def testing_engines(config: ServerConfig) -> Engines:
-    """The deterministic fakes; never used unless ``providers = "testing"``."""
-    from harken.providers import testing
-
-    log.warning(testing.TESTING_BANNER)
-    return Engines(
-        stt={"stt-default": testing.SilenceSTT()},
-        llm={"llm-default": testing.EchoLLM()},
-        tts={"tts-default": testing.ToneTTS()},
-        vad=testing.EnergyVAD(),
-        label="testing",
-    )
-
-
-def embedded_engines(config: ServerConfig) -> Engines:
-    """Local models through ``harken.engines.embedded``; fails loudly if they are missing."""
-    try:
-        module = importlib.import_module("harken.engines.embedded")
-        loader: Callable[[ServerConfig], Engines] = module.load_engines
-        return loader(config)
-    except ModuleNotFoundError as exc:  # a runtime package is not installed
-        raise ModelError(
-            f"the embedded engines need the package {exc.name!r}, which is not installed; "
-            "run `make install`"
-        ) from exc
-
-
-LOADERS: dict[str, Callable[[ServerConfig], Engines]] = {
-    "testing": testing_engines,
-    "embedded": embedded_engines,
-}
-
-
-def load_registry(config: ServerConfig) -> Registry:
-    """Load the engines ``config.providers`` names (blocking; may take long) → Registry."""
-    engines = LOADERS[config.providers](config)
-    return Registry(config, engines)

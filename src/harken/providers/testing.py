@@ -182,7 +182,9 @@ class SilenceSTT:
     def __init__(self, *, threshold: int = 500) -> None:
         self.threshold = threshold
 
-    async def transcribe(self, pcm16k: Int16Array, *, language: str | None = None) -> str:
+    async def transcribe(
+        self, pcm16k: Int16Array, *, language: str | None = None, keyterms: Sequence[str] = ()
+    ) -> str:
         await asyncio.sleep(0)
         if pcm16k.size == 0 or int(np.abs(pcm16k.astype(np.int32)).max()) < self.threshold:
             return ""

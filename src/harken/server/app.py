@@ -21,7 +21,8 @@ from websockets.asyncio.server import serve as ws_serve
 from harken.config import ServerConfig
 from harken.errors import HarkenError
 from harken.protocol import codes
-from harken.providers.registry import Registry, load_registry
+from harken.providers.compose import load_registry
+from harken.providers.registry import Registry
 from harken.server.connection import Pump
 from harken.server.http import Routes
 from harken.server.metrics import Metrics
@@ -138,6 +139,8 @@ class HarkenServer:
             await asyncio.wait_for(self._server.wait_closed(), CLOSE_TIMEOUT)
         if self.runner is not None:
             await self.runner.aclose()
+        if self.registry is not None:
+            await self.registry.aclose()
         self._server = None
         log.info("server stopped")
 

@@ -4,88 +4,27 @@
 them as a query string (non-string values JSON-encoded). The function's headers are sent as
 given; the call times out after ``timeout`` seconds; redirects are not followed.
 
-The guard resolves the host first and refuses link-local targets (169.254.0.0/16, fe80::/10,
-which hold the cloud metadata services), known metadata host names and addresses, unspecified
-and multicast addresses, and loopback unless ``allow_loopback`` is set. The request then goes to
-the vetted address (the Host header and TLS server name keep the original host name), so a DNS
-answer that changes between the check and the connection cannot redirect it.
+The guard (:mod:`harken.providers.guard`) resolves the host first and refuses link-local,
+metadata, unspecified and multicast targets, and loopback unless ``allow_loopback`` is set. The
+request then goes to the vetted address (the Host header and TLS server name keep the original
+host name), so a DNS answer that changes between the check and the connection cannot redirect it.
 """
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 import json
-import socket
 from typing import Any
 
 import httpx
 
 from harken.errors import ProviderError
 from harken.protocol.settings import FunctionDef
+from harken.providers.guard import blocked_reason, vet_target
 
 MAX_RESPONSE_BYTES = 64 * 1024
-METADATA_HOSTS = frozenset(
-    {
-        "metadata",
-        "metadata.google.internal",
-        "metadata.goog",
-        "instance-data",
-        "instance-data.ec2.internal",
-        "metadata.azure.com",
-    }
-)
-METADATA_ADDRESSES = frozenset(
-    {
-        ipaddress.ip_address("169.254.169.254"),
-        ipaddress.ip_address("fd00:ec2::254"),
-        ipaddress.ip_address("100.100.100.200"),  # Alibaba Cloud
-    }
-)
 _BODY_METHODS = ("POST", "PUT", "PATCH")
 _QUERY_METHODS = ("GET", "DELETE")
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-
-
-def blocked_reason(address: IPAddress, allow_loopback: bool) -> str | None:
-    """Why ``address`` may not be called, or None if it may."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address in METADATA_ADDRESSES:
-        return "a cloud metadata address"
-    if address.is_link_local:
-        return "a link-local address"
-    if address.is_unspecified or address.is_multicast:
-        return "not a unicast address"
-    if address.is_loopback and not allow_loopback:
-        return "a loopback address (set allow_loopback_functions to permit it)"
-    return None
-
-
-async def vet_target(url: httpx.URL, allow_loopback: bool) -> str:
-    """Resolve ``url``'s host and return the address to connect to; ProviderError if blocked."""
-    if url.scheme not in ("http", "https"):
-        raise ProviderError(f"function endpoint {url} must use http or https")
-    host = url.host
-    if not host:
-        raise ProviderError(f"function endpoint {url} has no host")
-    if host.lower().rstrip(".") in METADATA_HOSTS:
-        raise ProviderError(f"function endpoint {url} is blocked: a cloud metadata host")
-    port = url.port or (443 if url.scheme == "https" else 80)
-    loop = asyncio.get_running_loop()
-    try:
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise ProviderError(f"Failed to resolve endpoint: {url}", retryable=True) from exc
-    addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
-    for address in addresses:
-        reason = blocked_reason(address, allow_loopback)
-        if reason is not None:
-            raise ProviderError(f"function endpoint {url} is blocked: {host} is {reason}")
-    if not addresses:
-        raise ProviderError(f"Failed to resolve endpoint: {url}", retryable=True)
-    return str(addresses[0])
+__all__ = ["blocked_reason", "call_function", "vet_target"]
 
 
 def _query(args: Any) -> dict[str, str]:

@@ -182,9 +182,14 @@ class Runner:
 
     async def _transcribe(self, job: TranscribeJob, emit: Emit) -> None:
         stt = self.registry.stt(job.listen)
-        language = job.listen.provider.options.get("language") if job.listen else None
+        options = job.listen.provider.options if job.listen else {}
+        language = options.get("language")
+        terms = options.get("keyterms")
+        keyterms = [t for t in terms if isinstance(t, str)] if isinstance(terms, list) else []
         pcm = np.frombuffer(job.pcm16k, dtype=np.int16)
-        text = await stt.transcribe(pcm, language=language if isinstance(language, str) else None)
+        text = await stt.transcribe(
+            pcm, language=language if isinstance(language, str) else None, keyterms=keyterms
+        )
         await emit(Transcript(job.job_id, text.strip()))
         await emit(JobDone(job.job_id))
 

@@ -200,6 +200,9 @@ class Engine:
     def _unpark(self, reply: Reply, now: float) -> None:
         """The turn is final: say what the held reply has already synthesised, then go on."""
         reply.held = False
+        if reply.held_failure is not None:
+            self._reply_failed(reply, codes.FAILED_TO_THINK, reply.held_failure, now)
+            return
         parked, reply.parked = reply.parked, []
         for event in parked:  # chunks, then at most one JobDone or JobFailed: the last one
             self._speak_event(event, now)
@@ -282,6 +285,9 @@ class Engine:
             reply.think_job = None
             reply.think_done = True
             if isinstance(event, JobFailed):
+                if reply.held:  # a guess: the user may still go on; say it once the turn is final
+                    reply.held_failure = event.message
+                    return
                 self._reply_failed(reply, codes.FAILED_TO_THINK, event.message, now)
                 return
             reply.flush()

@@ -98,6 +98,7 @@ class Reply:
     said: list[Said] = field(default_factory=list)
     held: bool = False  # speculative: nothing is spoken until the user's turn is final
     parked: list[ProviderEvent] = field(default_factory=list)  # TTS output made while held
+    held_failure: str | None = None  # the LLM failed while held: said once the turn is final
     round_text: str = ""  # LLM text of the current think round
     round_calls: list[Call] = field(default_factory=list)  # function calls of the current round
     slow_warnings: int = 0

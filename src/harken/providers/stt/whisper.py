@@ -274,8 +274,13 @@ class WhisperSTT:
 
         return cls(verify(model_id, root), lane, **options)
 
-    async def transcribe(self, pcm16k: Int16Array, *, language: str | None = None) -> str:
-        """The text spoken in ``pcm16k`` (mono int16 at 16 kHz); ``""`` if nothing was said."""
+    async def transcribe(
+        self, pcm16k: Int16Array, *, language: str | None = None, keyterms: Sequence[str] = ()
+    ) -> str:
+        """The text spoken in ``pcm16k`` (mono int16 at 16 kHz); ``""`` if nothing was said.
+
+        ``keyterms`` go to Whisper as hotwords (a hint phrase ahead of the decoded text).
+        """
         samples = np.asarray(pcm16k)
         if samples.ndim != 1 or samples.dtype != np.int16:
             raise ProviderError(
@@ -286,22 +291,25 @@ class WhisperSTT:
         if samples.size < MIN_SAMPLES:
             return ""
         audio = int16_to_float32(samples)
-        return await self._lane.run(lambda: self._run(audio, lang), priority=URGENT, what="stt")
+        hint = ", ".join(t.strip() for t in keyterms if t.strip()) or None
+        return await self._lane.run(
+            lambda: self._run(audio, lang, hint), priority=URGENT, what="stt"
+        )
 
-    def _run(self, audio: npt.NDArray[np.float32], language: str | None) -> str:
+    def _run(self, audio: npt.NDArray[np.float32], language: str | None, hint: str | None) -> str:
         """One whole transcription, on the lane thread."""
         try:
-            segments = self._decode(audio, language, fit=self.fit_window)
+            segments = self._decode(audio, language, hint, fit=self.fit_window)
             if self.fit_window and (loops(segments) or unsure(segments)):
                 self.refits += 1
-                segments = self._decode(audio, language, fit=False)
+                segments = self._decode(audio, language, hint, fit=False)
             texts = [segment.text for segment in segments if keep_segment(segment)]
         except Exception as exc:
             raise ProviderError(f"Whisper transcription failed: {exc}", retryable=True) from exc
         return " ".join(text.strip() for text in texts if text.strip())
 
     def _decode(
-        self, audio: npt.NDArray[np.float32], language: str | None, *, fit: bool
+        self, audio: npt.NDArray[np.float32], language: str | None, hint: str | None, *, fit: bool
     ) -> list[Segment]:
         switch: _Fit = self._model.harken_fit  # type: ignore[attr-defined]
         switch.margin = round(self.fit_margin * 100) if fit else None
@@ -318,6 +326,7 @@ class WhisperSTT:
                 no_speech_threshold=None,  # keep_segment() decides, on every segment
                 log_prob_threshold=None,
                 max_new_tokens=self._max_new_tokens(audio.size / SAMPLE_RATE),
+                hotwords=hint,
             )
             return list(segments)
         finally:

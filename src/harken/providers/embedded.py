@@ -2,7 +2,8 @@
 
 Every model file is sha256-checked (``assemble.verify``) before it is loaded, so a missing or
 corrupt model stops start-up with a clear :class:`~harken.errors.ModelError` instead of failing
-mid-call. The registry calls :func:`load_engines` when ``providers = "embedded"``.
+mid-call. The composition root (:mod:`harken.providers.compose`) calls :func:`load_engines`
+when ``providers = "embedded"``; it imports this module only then (it imports the runtimes).
 """
 
 from __future__ import annotations
@@ -15,23 +16,13 @@ from typing import TypeVar
 
 from harken.config import ServerConfig
 from harken.engines import assemble
-from harken.engines.lane import ComputeLane
+from harken.engines.lane import shared_lane
 from harken.errors import ModelError
 from harken.providers.registry import Engines
 
 log = logging.getLogger("harken.engines")
 
 T = TypeVar("T")
-
-_LANE: ComputeLane | None = None
-
-
-def shared_lane() -> ComputeLane:
-    """The process's one compute lane (created on first use)."""
-    global _LANE
-    if _LANE is None:
-        _LANE = ComputeLane()
-    return _LANE
 
 
 def _timed(what: str, load: Callable[[], T]) -> T:
