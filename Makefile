@@ -58,7 +58,13 @@ $(LLAMA_SERVER): | $(VENV)/.installed
 
 # The official Deepgram SDKs live in their own virtualenvs: they pin websockets
 # and friends differently from harken, and the tests drive them as subprocesses.
-sdk-venvs: .venv-dg4/.installed .venv-dg3/.installed
+# 7.x is the Python SDK people install today; the JavaScript SDK (@deepgram/sdk 5.x, pinned in
+# tests/official/js/package-lock.json) goes into tests/official/js/node_modules, with npm's
+# cache under build/ (nothing is cached outside the repository).
+JS_SDK := tests/official/js
+
+sdk-venvs: .venv-dg4/.installed .venv-dg3/.installed .venv-dg7/.installed \
+	$(JS_SDK)/node_modules/.installed
 
 .venv-dg4/.installed:
 	$(PYTHON) -m venv .venv-dg4
@@ -68,6 +74,15 @@ sdk-venvs: .venv-dg4/.installed .venv-dg3/.installed
 .venv-dg3/.installed:
 	$(PYTHON) -m venv .venv-dg3
 	.venv-dg3/bin/pip --disable-pip-version-check -q install deepgram-sdk==3.10.1
+	touch $@
+
+.venv-dg7/.installed:
+	$(PYTHON) -m venv .venv-dg7
+	.venv-dg7/bin/pip --disable-pip-version-check -q --no-cache-dir install deepgram-sdk==7.17.0
+	touch $@
+
+$(JS_SDK)/node_modules/.installed: $(JS_SDK)/package.json $(JS_SDK)/package-lock.json
+	npm ci --prefix $(JS_SDK) --cache $(CURDIR)/build/npm-cache --no-audit --no-fund
 	touch $@
 
 lint: install
@@ -87,4 +102,4 @@ bench: install
 	$(BIN)/python benchmarks/capacity_bench.py
 
 clean:
-	rm -rf $(VENV) .venv-dg4 .venv-dg3 build *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage
+	rm -rf $(VENV) .venv-dg4 .venv-dg3 .venv-dg7 $(JS_SDK)/node_modules build *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -98,7 +98,7 @@ def summary(turns: dict[str, list[lb.Turn | None]]) -> None:
             for t, b in zip(turns[name], turns[base], strict=True)
             if t is not None and b is not None
         ]
-        delta = f"{lb.ms(lb.pct(pairs, 50)):>+6}" if name != base and pairs else "      "
+        delta = f"{lb.pct(pairs, 50) * 1000:+.0f}" if name != base and pairs else ""
         print(
             f"{name:34} {len(done):>3} {lb.ms(lb.pct(done, 50)):>6} {lb.ms(lb.pct(done, 90)):>6}"
             f"  {delta:>24}"

@@ -74,9 +74,13 @@ async def test_full_flow(server: FakeAgentServer) -> None:
     assert await conn.update_think({"think": {"provider": {"type": "open_ai", "model": "x"}}})
     assert await conn.inject_agent_message("refuse this")
     assert await conn.keep_alive() and await conn.send('{"type": "KeepAlive"}')
+    assert await conn.force_end_turn()
     for name in ("PromptUpdated", "SpeakUpdated", "ThinkUpdated", "InjectionRefused"):
         await rec.await_(name)
     assert await asyncio.to_thread(wire.wait_for, "KeepAlive", 2)
+    assert await asyncio.to_thread(wire.wait_for, "ForceEndTurn")
+    assert rec.of("SettingsApplied")[0].settings == OPTIONS.to_dict()
+    assert rec.of("UserStartedSpeaking")[0].timestamp.endswith("Z")
 
     assert await conn.finish() is True
     assert not conn.is_connected() and not await conn.is_connected()

@@ -21,6 +21,7 @@ REQUIRED = {
     "inject_user_message",
     "send_function_call_response",
     "keep_alive",
+    "force_end_turn",
     "send_audio",
     "finish",
     "close",

@@ -73,6 +73,9 @@ def test_full_flow(server: FakeAgentServer) -> None:
     assert [h.role for h in rec.of("History")] == ["user", "assistant"]
     assert json.loads(rec.of("Unhandled")[0].raw) == {"type": "EndOfThought"}
     assert len(rec.of("UserStartedSpeaking")) == 1
+    assert rec.of("UserStartedSpeaking")[0].timestamp.endswith("Z")  # the client's receive time
+    assert rec.of("AgentStartedSpeaking")[0].timestamp is not None
+    assert rec.of("SettingsApplied")[0].settings == OPTIONS.to_dict()  # what was sent
 
     assert conn.send_audio(b"\x00\x01" * 160) and conn.send_audio(bytearray(b"\x02"))
     assert conn.update_prompt(UpdatePromptOptions(prompt="Be brief."))
@@ -80,11 +83,13 @@ def test_full_flow(server: FakeAgentServer) -> None:
     assert conn.update_think(UpdateThinkOptions(think=Think(model="gpt-4o")))
     assert conn.inject_agent_message(InjectAgentMessageOptions(message="please refuse"))
     assert conn.keep_alive()
+    assert conn.force_end_turn()
     assert conn.send(json.dumps({"type": "KeepAlive"}))
     for name in ("PromptUpdated", "SpeakUpdated", "ThinkUpdated", "InjectionRefused"):
         rec.wait(name)
     assert rec.of("InjectionRefused")[0].message == "The agent is speaking."
     wire.wait_for("KeepAlive", 2)
+    assert wire.messages("ForceEndTurn") == [{"type": "ForceEndTurn"}]
     assert wire.audio() == [b"\x00\x01" * 160, b"\x02"]
     assert wire.messages("UpdateSpeak")[0]["speak"] == {
         "provider": {"type": "deepgram", "model": "aura-2-luna-en"}

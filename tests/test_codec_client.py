@@ -9,15 +9,17 @@ import pytest
 
 from harken.errors import LocalProtocolError, RemoteProtocolError
 from harken.protocol import codes
-from harken.protocol.codec import Parsed, encode_client, parse_client
+from harken.protocol.codec import UNSUPPORTED_TYPES, Parsed, encode_client, parse_client
 from harken.protocol.messages import (
     ClientMessage,
+    ForceEndTurn,
     FunctionCallResponse,
     Generation,
     InjectAgentMessage,
     InjectUserMessage,
     KeepAlive,
     Settings,
+    Unsupported,
     UpdateListen,
     UpdatePrompt,
     UpdateSpeak,
@@ -79,6 +81,8 @@ GA_FRAMES: list[tuple[str, ClientMessage]] = [
     ),
     ('{"type": "KeepAlive"}', KeepAlive()),
     (pretty({"type": "KeepAlive"}), KeepAlive()),
+    # deepgram-sdk 7.x / @deepgram/sdk 5.x (PROTOCOL.md 10)
+    ('{"type":"ForceEndTurn"}', ForceEndTurn()),
 ]
 # deepgram-sdk 3.10.1 (PROTOCOL.md 7.3)
 EA_FRAMES: list[tuple[str, ClientMessage]] = [
@@ -345,8 +349,8 @@ def test_unknown_type_lists_what_is_expected() -> None:
     assert e.description == (
         "Unknown message type 'Setings'. Expected one of: Settings, UpdatePrompt, UpdateSpeak, "
         "UpdateThink, UpdateListen, InjectUserMessage, InjectAgentMessage, FunctionCallResponse, "
-        "KeepAlive."
-    )
+        "KeepAlive, ForceEndTurn."
+    )  # the documented types harken does not serve are not offered
     e = error('{"type":"Foo"}', EA)
     assert (
         "Expected one of: SettingsConfiguration, UpdateInstructions, UpdateSpeak" in e.description
@@ -365,8 +369,7 @@ def test_unknown_type_lists_what_is_expected() -> None:
         (
             "UpdateInstructions",
             GA,
-            "UpdateInstructions is the early-access form; "
-            "on /v1/agent/converse send UpdatePrompt (it replaces the prompt).",
+            "UpdateInstructions is the early-access form; on /v1/agent/converse send UpdatePrompt.",
         ),
         (
             "Settings",
@@ -381,6 +384,7 @@ def test_unknown_type_lists_what_is_expected() -> None:
         ),
         ("UpdateThink", EA, "UpdateThink exists only on /v1/agent/converse."),
         ("UpdateListen", EA, "UpdateListen exists only on /v1/agent/converse."),
+        ("ForceEndTurn", EA, "ForceEndTurn exists only on /v1/agent/converse."),
     ],
 )
 def test_other_generation_types_say_where_they_belong(
@@ -398,3 +402,65 @@ def test_server_types_sent_by_a_client() -> None:
     assert error('{"type":"InstructionsUpdated"}', EA).description.startswith(
         "InstructionsUpdated is a server"
     )
+
+
+# ----------------------------------------------------------------------------------- 2026 messages
+
+
+def test_force_end_turn() -> None:
+    assert parse_client('{"type":"ForceEndTurn","extra":1}', GA) == Parsed(
+        ForceEndTurn(), ("extra",)
+    )
+    assert "Check the x field" in error('{"type":"ForceEndTurn","x":1}', strict=True).description
+    assert encode_client(ForceEndTurn(), GA) == '{"type":"ForceEndTurn"}'
+    e = error('{"type":"ForceEndTurn"}', EA)  # early access has no such message
+    assert (e.code, e.description) == (
+        UNPARSABLE,
+        "ForceEndTurn exists only on /v1/agent/converse.",
+    )
+    with pytest.raises(LocalProtocolError) as info:
+        encode_client(ForceEndTurn(), EA)
+    assert "ForceEndTurn exists only on /v1/agent/converse" in info.value.description
+
+
+@pytest.mark.parametrize("kind", UNSUPPORTED_TYPES)
+def test_unsupported_documented_types_parse_without_reading_their_fields(kind: str) -> None:
+    frame = json.dumps({"type": kind, "think": {"provider": 1}, "anything": [None]})
+    for strict in (False, True):  # fields are neither read, nor reported, nor refused
+        assert parse_client(frame, GA, strict=strict) == Parsed(Unsupported(name=kind))
+    e = error(frame, EA)
+    assert e.code == UNPARSABLE and e.description.startswith(f"Unknown message type {kind!r}")
+    assert kind not in e.description.split("Expected one of:")[1]
+    assert set(UNSUPPORTED_TYPES) == {"UpdateThink_Live", "__customToThinkProvider"}
+
+
+def test_integers_where_floats_are_expected_in_updates() -> None:
+    """deepgram-sdk 7.x writes a whole-number float as an integer (``1.0`` -> ``1``)."""
+    listen = {
+        "type": "UpdateListen",
+        "listen": {
+            "provider": {
+                "type": "deepgram",
+                "version": "v2",
+                "model": "flux-general-en",
+                "eot_threshold": 1,
+                "eager_eot_threshold": 0,
+                "eot_timeout_ms": 5000,
+            }
+        },
+    }
+    message = parse_client(json.dumps(listen), GA, strict=True).message
+    assert isinstance(message, UpdateListen)
+    options = message.listen.provider.options
+    assert options == {"version": "v2", "eot_threshold": 1.0, "eager_eot_threshold": 0.0,
+                       "eot_timeout_ms": 5000}  # fmt: skip
+    assert type(options["eot_threshold"]) is float and type(options["eager_eot_threshold"]) is float
+    think = {"type": "UpdateThink", "think": {"provider": {"type": "open_ai", "temperature": 1}}}
+    message = parse_client(json.dumps(think), GA).message
+    assert isinstance(message, UpdateThink)
+    assert type(message.think[0].provider.options["temperature"]) is float
+    speak = {"type": "UpdateSpeak", "speak": {"provider": {"type": "deepgram", "speed": 1}}}
+    message = parse_client(json.dumps(speak), GA).message
+    assert isinstance(message, UpdateSpeak)
+    assert message.speak[0].provider.options == {"speed": 1.0}
+    assert json.loads(encode_client(message, GA))["speak"]["provider"]["speed"] == 1.0

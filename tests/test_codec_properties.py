@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import replace
 from typing import Any
 
 from hypothesis import given, settings
@@ -27,6 +28,7 @@ from harken.protocol.messages import (
     ConversationText,
     EndOfThought,
     Error,
+    ForceEndTurn,
     FunctionCall,
     FunctionCallCancelled,
     FunctionCallRequest,
@@ -69,9 +71,10 @@ from harken.protocol.settings import (
     SpeakConfig,
     ThinkConfig,
 )
+from harken.protocol.settings_codec import FLOAT_OPTIONS
 
 GA, EA = Generation.GA, Generation.EA
-RESERVED = {"type", "model", "language", "language_code", "keyterms", "temperature", "voice_id"}
+RESERVED = {"type", "model", "language", "language_code", "keyterms", "voice_id", *FLOAT_OPTIONS}
 
 text = st.text(max_size=20)
 nonempty = st.text(min_size=1, max_size=20)
@@ -101,6 +104,9 @@ def providers(draw: st.DrawFn, *, think: bool = False, typed: bool = False) -> P
         options["keyterms"] = draw(st.lists(text, max_size=3))
     if think and draw(st.booleans()):
         options["temperature"] = draw(st.floats(0, 2) | st.integers(0, 2))
+    if draw(st.booleans()):  # whole numbers come as ints from deepgram-sdk 7.x
+        options["eot_threshold"] = draw(st.floats(0, 1) | st.integers(0, 1))
+        options["speed"] = draw(floats | st.integers(-(10**6), 10**6))
     ptype = draw(nonempty if typed else text)
     return Provider(ptype, draw(st.none() | nonempty), options)
 
@@ -239,6 +245,7 @@ both: dict[Generation, st.SearchStrategy[ClientMessage]] = {
         ),
         st.builds(FunctionCallResponse, id=text, name=text, content=text),
         st.just(KeepAlive()),
+        st.just(ForceEndTurn()),
     ),
     EA: st.one_of(
         ea_settings(),
@@ -304,6 +311,9 @@ CLIENT_TYPES = [
     "InjectAgentMessage",
     "FunctionCallResponse",
     "KeepAlive",
+    "ForceEndTurn",
+    "UpdateThink_Live",
+    "__customToThinkProvider",
     "Welcome",
     "FunctionCallRequest",
     "History",
@@ -395,7 +405,14 @@ server_messages: st.SearchStrategy[ServerMessage] = st.one_of(
             EndOfThought(),
         ]
     ),
-    st.builds(ConversationText, role=roles, content=text),
+    st.builds(
+        ConversationText,
+        role=roles,
+        content=text,
+        conversational_behavior=st.sampled_from(
+            ["default", "backchannel", "presence_check", "filler"]
+        ),
+    ),
     st.builds(AgentThinking, content=text),
     st.builds(FunctionCallRequest, functions=tuples(function_calls)),
     st.builds(FunctionCallResponse, id=text, name=text, content=text),
@@ -446,5 +463,7 @@ def test_ea_server_messages_round_trip(message: ServerMessage) -> None:
         assert parsed == [FunctionCallRequest(functions=(call,)) for call in calls]
     elif isinstance(message, FunctionCallResponse):
         assert parsed == []
+    elif isinstance(message, ConversationText):  # early access has no conversational_behavior
+        assert parsed == [replace(message, conversational_behavior="default")]
     else:
         assert parsed == [message]

@@ -60,8 +60,15 @@ CASES: list[tuple[ServerMessage, list[dict[str, Any]], list[dict[str, Any]] | No
     (ListenUpdated(), [{"type": "ListenUpdated"}], None),
     (
         ConversationText(role="assistant", content="Hi!"),
+        [
+            {
+                "type": "ConversationText",
+                "role": "assistant",
+                "content": "Hi!",
+                "conversational_behavior": "default",
+            }
+        ],
         [{"type": "ConversationText", "role": "assistant", "content": "Hi!"}],
-        None,
     ),
     (UserStartedSpeaking(), [{"type": "UserStartedSpeaking"}], None),
     (AgentThinking(content="hmm"), [{"type": "AgentThinking", "content": "hmm"}], None),
@@ -202,8 +209,24 @@ def test_ea_function_call_request_one_frame_per_client_side_function() -> None:
 
 def test_non_ascii_stays_readable() -> None:
     assert encode_server(ConversationText(role="user", content="¿Qué tal? 👋"), GA) == (
-        '{"type":"ConversationText","role":"user","content":"¿Qué tal? 👋"}',
+        '{"type":"ConversationText","role":"user","content":"¿Qué tal? 👋",'
+        '"conversational_behavior":"default"}',
     )
+
+
+def test_conversation_text_conversational_behavior() -> None:
+    """GA sends it (PROTOCOL.md 10); early access never had it; parsing defaults it."""
+    filler = ConversationText(role="assistant", content="Hmm.", conversational_behavior="filler")
+    (frame,) = encode_server(filler, GA)
+    assert json.loads(frame)["conversational_behavior"] == "filler"
+    assert parse_server(frame, GA) == filler
+    assert "conversational_behavior" not in encode_server(filler, EA)[0]
+    plain = '{"type":"ConversationText","role":"user","content":"hi"}'
+    assert parse_server(plain, GA).conversational_behavior == "default"  # type: ignore[union-attr]
+    nulled = (
+        '{"type":"ConversationText","role":"user","content":"hi","conversational_behavior":null}'
+    )
+    assert parse_server(nulled, GA) == parse_server(plain, GA)
 
 
 # ----------------------------------------------------------------------------------- parse_server
@@ -225,6 +248,9 @@ def test_parse_server_aliases_and_generous_defaults() -> None:
         '"ttt_latency":1,"extra":true}',
         GA,
     ) == (AgentStartedSpeaking(total_latency=1.0, tts_latency=0.0, ttt_latency=1.0))
+    assert parse_server('{"type":"LatencyReport","total_latency":1,"stt_latency":0}', GA) == (
+        LatencyReport(total_latency=1.0, stt_latency=0.0)
+    )  # integers wherever a float is expected
     assert parse_server('{"type":"History"}', GA) == History()
 
 
@@ -244,6 +270,13 @@ def test_parse_server_ea_function_call_input_object() -> None:
         ('{"type":"Welcome"}', GA, "Check the request_id field"),
         ('{"type":"ConversationText","role":"system","content":"x"}', GA, "role field"),
         ('{"type":"ConversationText","role":"user"}', GA, "content field"),
+        (
+            '{"type":"ConversationText","role":"user","content":"x",'
+            '"conversational_behavior":"shout"}',
+            GA,
+            "conversational_behavior field against the API spec: expected one of default, "
+            "backchannel, presence_check, filler",
+        ),
         ('{"type":"AgentStartedSpeaking","total_latency":"1"}', GA, "total_latency field"),
         (
             '{"type":"AgentStartedSpeaking","total_latency":true}',

@@ -1,6 +1,6 @@
 """End to end on loopback with the real embedded models: recorded human speech in, speech out.
 
-One real server (``providers="embedded"``: Silero VAD, whisper-base, Qwen2.5-Coder-0.5B, Piper)
+One real server (``providers="embedded"``: Silero VAD, whisper-base, Qwen2.5-Coder-1.5B, Piper)
 runs in a thread for the whole module; each test opens its own conversation with
 :class:`voice_client.VoiceClient`, which streams audio at real time in 20 ms frames and keeps
 streaming silence, as a real client does. The recordings are the pocketsphinx test data

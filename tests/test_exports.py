@@ -30,6 +30,7 @@ EXPECTED = [
     "FunctionCallDetails",
     "FunctionCallRequest",
     "FunctionCallResponse",
+    "FunctionCalling",
     "Header",
     "HistoryFunctionCall",
     "HistoryResponse",

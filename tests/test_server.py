@@ -148,8 +148,14 @@ def secured() -> Any:
         ({"Authorization": "Token sekret-1"}, None, None),
         ({"Authorization": "token sekret-2"}, None, None),
         ({"Authorization": "Bearer sekret-1"}, None, None),
+        ({"Authorization": "bearer sekret-1"}, None, None),  # deepgram-sdk 7.x access_token
+        ({"Authorization": "BEARER sekret-2"}, None, None),
+        ({"Authorization": "TOKEN sekret-2"}, None, None),
         ({}, ["token", "sekret-1"], "token"),
         ({}, ["bearer", "sekret-2"], "bearer"),
+        # @deepgram/sdk 5.x in a browser (PROTOCOL.md 10)
+        ({}, ["token", "sekret-1", "x-deepgram-session-id", str(uuid.uuid4())], "token"),
+        ({}, ["bearer", "sekret-2", "x-deepgram-session-id", str(uuid.uuid4())], "bearer"),
     ],
 )
 def test_auth_accepted(
@@ -190,6 +196,30 @@ def test_open_mode_echoes_offered_subprotocol(server: ServerThread) -> None:
     with open_ws(server, subprotocols=["token", "anything"]) as ws:  # type: ignore[list-item]
         assert ws.subprotocol == "token"
         assert recv_json(ws)["type"] == "Welcome"
+
+
+def test_client_session_id_is_logged_with_the_session(server: ServerThread, logs: LogWatch) -> None:
+    client_session = str(uuid.uuid4())
+    headers = {"x-deepgram-session-id": client_session}
+    with start_session(server, additional_headers=headers) as ws:
+        request_id = ws.response.headers["dg-request-id"] if ws.response else ""
+    from_list = str(uuid.uuid4())
+    with start_session(server, subprotocols=["token", "k", "x-deepgram-session-id", from_list]):
+        pass
+    hostile = "x" * 500 + " y"
+    with start_session(server, additional_headers={"x-deepgram-session-id": hostile}):
+        pass
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [r.getMessage() for r in logs.records() if r.name == "harken.server"]
+        if sum("closed" in line for line in lines) >= 3:
+            break
+        time.sleep(0.05)
+    assert f"session {request_id} (client session {client_session}) opened (GA)" in lines
+    assert f"session {request_id} (client session {client_session}) closed" in lines
+    assert any(f"(client session {from_list}) opened" in line for line in lines)
+    [long] = [line for line in lines if "xxxx" in line and "opened" in line]
+    assert f"(client session {'x' * 64}) opened" in long  # bounded, nothing unprintable
 
 
 def test_open_mode_is_logged_loudly(make_server: Any, logs: LogWatch) -> None:

@@ -47,6 +47,8 @@ def test_known_names_are_servable(registry: reg.Registry) -> None:
     assert registry.problem(think("open_ai", "gpt-4o-mini")) is None
     assert registry.problem(think("open_ai", "gpt-4.1-nano")) is None
     assert registry.problem(think("anthropic", "claude-3-5-haiku-latest")) is None
+    assert registry.problem(think("deepgram", "think-fast")) is None  # PROTOCOL.md §10
+    assert registry.problem(think("aws_bedrock", "anthropic/claude-3-haiku")) is None
     assert registry.problem(SpeakConfig(Provider("deepgram", "aura-2-thalia-en"))) is None
     assert registry.problem(SpeakConfig(Provider("deepgram", "aura-luna-en"))) is None
 

@@ -266,3 +266,33 @@ async def test_bad_arguments() -> None:
 def test_engines_names() -> None:
     assert Engines().names("think") == ()
     assert isinstance(make_runner().registry, Registry)
+
+
+class ForgetfulLLM(EchoLLM):
+    """An LLM that keeps per-session state, as the embedded llama.cpp one does."""
+
+    def __init__(self, fail: bool = False) -> None:
+        super().__init__()
+        self.forgotten: list[str] = []
+        self.fail = fail
+
+    async def forget(self, session: str) -> None:
+        if self.fail:
+            raise RuntimeError("cache is gone")
+        self.forgotten.append(session)
+
+
+def test_an_ended_session_is_forgotten_by_every_llm_that_keeps_state() -> None:
+    async def main() -> tuple[list[str], list[str]]:
+        runner = make_runner()
+        keeps, broken = ForgetfulLLM(), ForgetfulLLM(fail=True)
+        runner.registry.engines.llm["keeps"] = keeps
+        runner.registry.engines.llm["broken"] = broken
+        runner.forget("req-9")  # returns at once: the work is queued in the background
+        for _ in range(5):
+            await asyncio.sleep(0)
+        return keeps.forgotten, broken.forgotten
+
+    keeps, broken = asyncio.run(main())
+    assert keeps == ["req-9"]
+    assert broken == []  # its failure was logged, nothing raised

@@ -7,7 +7,7 @@ import pytest
 from harken.protocol import codes
 from harken.protocol import messages as m
 from harken.session.effects import CloseConnection, PrimeJob, StartJob
-from harken.session.session import SessionLimits
+from harken.session.session import Session, SessionLimits
 from harken.session.state import Phase
 from session_script import SETTINGS, DenyModel, Script, one, types
 
@@ -118,6 +118,9 @@ def test_settings_without_listen_is_text_only() -> None:
     s.drain()
     assert "SettingsApplied" in types(s.settings(listen=None))
     assert s.session.listen is None
+    warning = one(s.audio(), m.Warning)  # said once, so a client learns why nothing is heard
+    assert warning.code == codes.AUDIO_IGNORED and "agent.listen" in warning.description
+    assert s.audio() == []
 
 
 def test_idle_timeout_in_virtual_time() -> None:
@@ -189,16 +192,17 @@ def test_updates_are_acknowledged() -> None:
     s.settings()
     effects = s.text({"type": "UpdatePrompt", "prompt": "Be a pirate."})
     assert types(effects) == ["PromptUpdated", "start:prime"]
-    assert s.session.engine.agent.prompt == "Be a pirate."
+    # Deepgram, December 2026: UpdatePrompt adds to the prompt ("will add to - not replace")
+    assert s.session.turns.agent.prompt == "You are terse.\nBe a pirate."
     speak = {"provider": {"type": "deepgram", "model": "aura-2-luna-en"}}
     assert types(s.text({"type": "UpdateSpeak", "speak": speak})) == ["SpeakUpdated"]
-    assert s.session.engine.agent.speak[0].provider.model == "aura-2-luna-en"
+    assert s.session.turns.agent.speak[0].provider.model == "aura-2-luna-en"
     think = {"provider": {"type": "open_ai", "model": "gpt-4o"}}
     assert types(s.text({"type": "UpdateThink", "think": think})) == ["ThinkUpdated", "start:prime"]
-    assert s.session.engine.agent.prompt == "Be a pirate."  # no prompt in the update: kept
+    assert s.session.turns.agent.prompt == "You are terse.\nBe a pirate."  # kept
     think["prompt"] = "Be brief."
     s.text({"type": "UpdateThink", "think": think})
-    assert s.session.engine.agent.prompt == "Be brief."
+    assert s.session.turns.agent.prompt == "Be brief."
     listen = {"provider": {"type": "deepgram", "model": "nova-3", "keyterms": ["harken"]}}
     assert types(s.text({"type": "UpdateListen", "listen": listen})) == ["ListenUpdated"]
     assert s.session.listen is not None
@@ -212,7 +216,7 @@ def test_update_with_unknown_model_is_refused_not_fatal() -> None:
     effects = s.text({"type": "UpdateSpeak", "speak": speak})
     assert one(effects, m.Warning).code == codes.INVALID_SETTINGS
     assert not s.session.closed
-    assert s.session.engine.agent.speak[0].provider.model == "aura-2-thalia-en"
+    assert s.session.turns.agent.speak[0].provider.model == "aura-2-thalia-en"
 
 
 def test_update_listen_must_keep_the_provider() -> None:
@@ -247,7 +251,7 @@ def test_early_access_update_instructions_appends() -> None:
     )
     effects = s.text({"type": "UpdateInstructions", "instructions": "B."})
     assert types(effects) == ["PromptUpdated", "start:prime"]
-    assert s.session.engine.agent.prompt == "A.\nB."
+    assert s.session.turns.agent.prompt == "A.\nB."
 
 
 def test_deadline_covers_the_duration_cap_after_warning() -> None:
@@ -269,7 +273,7 @@ def test_unservable_fallback_is_dropped_with_a_warning() -> None:
     effects = s.settings(speak=speak)
     assert types(effects)[:2] == ["Warning", "SettingsApplied"]
     assert "speak fallback 2" in one(effects, m.Warning).description
-    assert [c.provider.model for c in s.session.engine.agent.speak] == ["aura-2-thalia-en"]
+    assert [c.provider.model for c in s.session.turns.agent.speak] == ["aura-2-thalia-en"]
 
 
 def test_omitted_think_and_speak_use_the_server_defaults() -> None:
@@ -282,6 +286,30 @@ def test_omitted_think_and_speak_use_the_server_defaults() -> None:
             "agent": {},
         }
     )
-    agent = s.session.engine.agent
+    agent = s.session.turns.agent
     assert agent.think[0].provider.type == ""
     assert agent.speak[0].provider.type == ""
+
+
+def test_a_tick_at_the_idle_deadline_fires_it_whatever_the_float_rounding() -> None:
+    """(2.3 + 30) - 2.3 < 30 in floating point: the tick at next_deadline() must still fire,
+    else the pump would wake at the same deadline forever (found by the state machine)."""
+    start = 2.3000000000000003
+    session = Session(generation=m.Generation.GA, request_id="r", now=start)
+    deadline = session.next_deadline()
+    assert deadline == start + 30.0
+    session.tick(deadline)
+    assert session.closed
+    assert one(session.effects(), m.Error).code == codes.CLIENT_MESSAGE_TIMEOUT
+
+
+def test_a_tick_at_the_slow_think_deadline_always_moves_it() -> None:
+    s = Script()
+    s.settings()
+    s.now = 3.2  # (3.2 + 5) - 3.2 < 5 in floating point
+    s.text({"type": "InjectUserMessage", "content": "hi"})
+    deadline = s.session.next_deadline()
+    assert deadline == 3.2 + 5.0
+    s.session.tick(deadline)
+    assert one(s.drain(), m.Warning).code == codes.SLOW_THINK_REQUEST
+    assert s.session.next_deadline() == 3.2 + 10.0

@@ -19,7 +19,7 @@ from harken.session.effects import (
 )
 from harken.session.listener import FRAME_SECONDS, Listener, ListenerConfig
 from harken.session.session import SessionLimits
-from harken.session.state import Turn
+from harken.session.state import State, Turn
 from session_script import SETTINGS, Script, job, jobs, one, types
 
 FRAME = b"\x01\x00" * 512
@@ -63,7 +63,7 @@ def test_onset_needs_three_loud_frames() -> None:
     assert silence(s, 1) == []  # a click is not speech
     effects = frames(s, 3, 0.9)
     assert types(effects) == ["UserStartedSpeaking"]
-    assert s.session.engine.turn is Turn.USER_SPEAKING
+    assert s.session.turns.turn is Turn.USER_SPEAKING
 
 
 def test_speculation_thinks_at_the_pause_and_speaks_only_after_the_end_of_turn() -> None:
@@ -87,15 +87,17 @@ def test_speculation_thinks_at_the_pause_and_speaks_only_after_the_end_of_turn()
     assert types(effects) == [
         "ConversationText",  # user
         "History",
+        "AgentThinking",
         "ConversationText",  # assistant, just before its audio
         "History",
         "AgentStartedSpeaking",
+        "LatencyReport",
         "audio",
     ]
     started = one(effects, m.AgentStartedSpeaking)
     assert started.total_latency == 0.0  # everything was ready at the end of turn
     assert abs(started.tts_latency - 0.08) < 1e-6  # what the TTS took, even though held
-    assert s.session.engine.turn is Turn.AGENT_SPEAKING
+    assert s.session.turns.turn is Turn.AGENT_SPEAKING
     effects = s.provider(JobDone(speak.job_id))
     second = job(effects, SpeakJob)
     assert second.text == "Lunch time."
@@ -112,12 +114,12 @@ def test_a_guess_whose_llm_fails_while_the_user_speaks_fails_once_the_turn_is_fi
     think = job(s.provider(Transcript(stt.job_id, "Hi")), ThinkJob)
     # e.g. a remote LLM that refuses connections: nothing reaches the client yet
     assert s.provider(JobFailed(think.job_id, "connection refused", retryable=True)) == []
-    assert s.session.engine.turn is Turn.USER_SPEAKING
+    assert s.session.turns.turn is Turn.USER_SPEAKING
     effects = silence(s, EOT - PAUSE)
     assert types(effects) == ["ConversationText", "History", "Error"]
     error = one(effects, m.Error)
     assert error.code == codes.FAILED_TO_THINK and "connection refused" in error.description
-    assert s.session.engine.turn is Turn.LISTENING
+    assert s.session.turns.turn is Turn.LISTENING
     assert not s.session.closed
 
 
@@ -143,18 +145,20 @@ def test_a_held_reply_finished_before_the_end_of_turn_is_said_whole() -> None:
     assert speak.text == "Hello there!"  # the LLM finished: its rest is the sentence
     assert s.provider(AudioChunk(speak.job_id, AUDIO)) == []
     assert s.provider(JobDone(speak.job_id)) == []
-    assert s.session.engine.turn is Turn.USER_SPEAKING  # held: the reply does not finish
+    assert s.session.turns.turn is Turn.USER_SPEAKING  # held: the reply does not finish
     effects = silence(s, EOT - PAUSE)
     assert types(effects) == [
         "ConversationText",
         "History",
+        "AgentThinking",
         "ConversationText",
         "History",
         "AgentStartedSpeaking",
+        "LatencyReport",
         "audio",
         "AgentAudioDone",
     ]
-    assert s.session.engine.turn is Turn.LISTENING
+    assert s.session.turns.turn is Turn.LISTENING
 
 
 def test_resuming_drops_the_parked_speech() -> None:
@@ -170,7 +174,7 @@ def test_resuming_drops_the_parked_speech() -> None:
     stt2 = job(silence(s, PAUSE), TranscribeJob)
     think2 = job(s.provider(Transcript(stt2.job_id, "Book a table for two")), ThinkJob)
     effects = silence(s, EOT - PAUSE)
-    assert types(effects) == ["ConversationText", "History"]
+    assert types(effects) == ["ConversationText", "History", "AgentThinking"]
     assert one(effects, m.ConversationText).content == "Book a table for two"
     assert job(s.provider(TextDelta(think2.job_id, "Done. ")), SpeakJob).text == "Done."
 
@@ -183,9 +187,9 @@ def test_a_parked_tts_failure_is_reported_once_the_turn_is_final() -> None:
     speak = job(s.provider(TextDelta(think.job_id, "Hello. ")), SpeakJob)
     assert s.provider(JobFailed(speak.job_id, "voice broke")) == []
     effects = silence(s, EOT - PAUSE)
-    assert types(effects) == ["ConversationText", "History", "Error", "cancel"]
+    assert types(effects) == ["ConversationText", "History", "AgentThinking", "Error", "cancel"]
     assert one(effects, m.Error).code == codes.FAILED_TO_SPEAK
-    assert s.session.engine.turn is Turn.LISTENING
+    assert s.session.turns.turn is Turn.LISTENING
     assert s.provider(TextDelta(think.job_id, "More. ")) == []
 
 
@@ -216,7 +220,7 @@ def test_end_of_turn_before_the_guess_arrives() -> None:
     stt = job(silence(s, PAUSE), TranscribeJob)
     assert silence(s, EOT - PAUSE) == []
     effects = s.provider(Transcript(stt.job_id, "Hello"))
-    assert types(effects) == ["ConversationText", "History", "start:think"]
+    assert types(effects) == ["ConversationText", "History", "AgentThinking", "start:think"]
 
 
 def test_without_speculation_the_final_transcript_starts_at_end_of_turn() -> None:
@@ -225,16 +229,18 @@ def test_without_speculation_the_final_transcript_starts_at_end_of_turn() -> Non
     assert silence(s, 16) == []
     stt = job(silence(s, 1), TranscribeJob)
     effects = s.provider(Transcript(stt.job_id, "Hi"))
-    assert types(effects) == ["ConversationText", "History", "start:think"]
+    assert types(effects) == ["ConversationText", "History", "AgentThinking", "start:think"]
 
 
 def test_empty_transcript_discards_the_turn() -> None:
     s = ready()
     speech(s)
     stt = job(silence(s, PAUSE), TranscribeJob)
-    assert s.provider(Transcript(stt.job_id, "  ")) == []
-    assert silence(s, EOT - PAUSE) == []
-    assert s.session.engine.turn is Turn.LISTENING
+    assert s.provider(Transcript(stt.job_id, "  ")) == []  # an empty guess is forgotten
+    assert s.session.state is State.USER_SPEAKING
+    final = job(silence(s, EOT - PAUSE), TranscribeJob)  # the whole turn, transcribed again
+    assert s.provider(Transcript(final.job_id, "")) == []
+    assert s.session.state is State.LISTENING
 
 
 def test_transcription_failure_is_a_warning() -> None:
@@ -244,16 +250,22 @@ def test_transcription_failure_is_a_warning() -> None:
     silence(s, EOT - PAUSE)
     effects = s.provider(JobFailed(stt.job_id, "decoder crashed"))
     assert one(effects, m.Warning).code == codes.FAILED_TO_LISTEN
-    assert s.session.engine.turn is Turn.LISTENING
+    assert s.session.turns.turn is Turn.LISTENING
 
 
-def test_onset_after_the_end_of_turn_keeps_the_final_transcript() -> None:
+def test_onset_after_the_end_of_turn_waits_for_the_whole_turn() -> None:
+    """The user speaks again before the turn's transcript came back: no reply to half a turn
+    (it could start talking over them); both parts become one turn."""
     s = ready(speculate=False)
     speech(s)
     stt = job(silence(s, 17), TranscribeJob)
     assert types(speech(s, 3)) == []  # still the user's floor: no second UserStartedSpeaking
-    effects = s.provider(Transcript(stt.job_id, "first part"))
-    assert types(effects) == ["ConversationText", "History", "start:think"]
+    assert s.session.state is State.CONTINUING
+    assert s.provider(Transcript(stt.job_id, "first part")) == []  # no reply yet
+    merged = job(silence(s, 17), TranscribeJob)
+    assert merged.pcm16k.startswith(stt.pcm16k) and len(merged.pcm16k) > len(stt.pcm16k)
+    effects = s.provider(Transcript(merged.job_id, "first part and more"))
+    assert types(effects) == ["ConversationText", "History", "AgentThinking", "start:think"]
 
 
 def test_barge_in_from_audio_keeps_only_what_was_played() -> None:
@@ -271,20 +283,21 @@ def test_barge_in_from_audio_keeps_only_what_was_played() -> None:
     assert types(effects)[:1] == ["UserStartedSpeaking"]
     assert "AgentAudioDone" in types(effects)
     assert s.provider(AudioChunk(speak2.job_id, AUDIO)) == []  # no more audio of that reply
-    history = s.session.engine.conversation.messages("")
+    history = s.session.turns.conversation.messages("")
     assert history[-1].content == "Once upon a time there was a fox. It lived in…"
 
 
-def test_text_only_agent_hears_onsets_but_transcribes_nothing() -> None:
+def test_text_only_agent_hears_nothing() -> None:
+    """Without a listen provider the server runs no VAD; frames fed anyway are ignored."""
     s = Script()
     s.settings(listen=None)
-    assert types(speech(s)) == ["UserStartedSpeaking"]
+    assert types(speech(s)) == []
     assert jobs(silence(s, 20), TranscribeJob) == []
-    assert s.session.engine.turn is Turn.LISTENING
+    assert s.session.turns.turn is Turn.LISTENING
     speech(s)
     s.text({"type": "InjectUserMessage", "content": "typed"})
     silence(s, 20)  # the end of that audio turn does not discard the typed turn's reply
-    assert s.session.engine.turn is Turn.THINKING
+    assert s.session.turns.turn is Turn.THINKING
 
 
 def test_inject_user_message_drops_a_guess() -> None:
@@ -327,25 +340,42 @@ def test_speech_ending_again_while_the_last_turn_is_transcribed_is_one_turn() ->
     assert merged.pcm16k.startswith(first.pcm16k) and len(merged.pcm16k) > len(first.pcm16k)
     assert s.provider(Transcript(first.job_id, "old")) == []
     effects = s.provider(Transcript(merged.job_id, "first part and second part"))
-    assert types(effects) == ["ConversationText", "History", "start:think"]
+    assert types(effects) == ["ConversationText", "History", "AgentThinking", "start:think"]
 
 
-def test_no_guessed_reply_while_a_reply_is_in_progress() -> None:
+def test_a_pause_and_resume_in_the_next_part_keep_the_turn_still_transcribed() -> None:
+    """Found end to end: "...selfish." (end of turn, STT running) "ten" (pause) "seven of clubs".
+
+    The resume after the second part's pause must not drop the first part's transcription.
+    """
+    s = ready()
+    speech(s)
+    first = job(silence(s, EOT), TranscribeJob)  # speculative at the pause, final at the end
+    speech(s, 5)
+    assert silence(s, PAUSE) == []  # no second guess while the first is still transcribed
+    assert speech(s, 5) == []  # the resume keeps it
+    merged = job(silence(s, EOT), TranscribeJob)
+    assert merged.pcm16k.startswith(first.pcm16k) and len(merged.pcm16k) > len(first.pcm16k)
+    effects = s.provider(Transcript(merged.job_id, "first part and second part"))
+    assert types(effects) == ["ConversationText", "History", "AgentThinking", "start:think"]
+
+
+def test_a_transcript_that_arrives_while_the_user_goes_on_starts_no_reply() -> None:
     s = ready()
     speech(s)
     stt = job(silence(s, 17), TranscribeJob)  # the pause started it; EOT made it final
     speech(s, 3)  # the user goes on while the first turn is transcribed
-    think = job(s.provider(Transcript(stt.job_id, "first")), ThinkJob)
-    stt2 = job(silence(s, PAUSE), TranscribeJob)
-    assert jobs(s.provider(Transcript(stt2.job_id, "second")), ThinkJob) == []
-    effects = silence(s, EOT - PAUSE)  # end of the second turn: it replaces the first reply
-    assert "cancel" in types(effects) and job(effects, ThinkJob).messages[-1].content == "second"
-    assert s.provider(TextDelta(think.job_id, "Old. ")) == []
+    assert s.provider(Transcript(stt.job_id, "first")) == []
+    assert silence(s, PAUSE) == []  # no guess while the part before waits for the merge
+    effects = silence(s, EOT - PAUSE)
+    merged = job(effects, TranscribeJob)
+    effects = s.provider(Transcript(merged.job_id, "first and second"))
+    assert job(effects, ThinkJob).messages[-1].content == "first and second"
 
 
 def test_latency_report_of_a_spoken_turn() -> None:
     s = Script()
-    s.text(dict(SETTINGS, experimental=True))
+    s.text(SETTINGS)  # no flag: LatencyReport comes after every turn (PROTOCOL.md §10)
     s.drain()
     speech(s)
     stt = job(silence(s, PAUSE), TranscribeJob)
@@ -384,7 +414,7 @@ def test_a_guess_never_calls_a_function_before_the_turn_is_final() -> None:
     think, _ = _guess_calls_weather(s)
     assert s.provider(JobDone(think.job_id)) == []  # no FunctionCallRequest on a guess
     effects = silence(s, EOT - PAUSE)
-    assert types(effects) == ["ConversationText", "History", "FunctionCallRequest"]
+    assert types(effects) == ["ConversationText", "History", "AgentThinking", "FunctionCallRequest"]
     assert one(effects, m.FunctionCallRequest).functions[0].id == "c1"
     effects = s.text({"type": "FunctionCallResponse", "id": "c1", "content": "21C"})
     assert types(effects) == ["History", "start:think"]
@@ -400,13 +430,15 @@ def test_a_guess_speaks_its_words_then_calls_once_final() -> None:
     assert types(effects) == [
         "ConversationText",  # user
         "History",
+        "AgentThinking",
         "ConversationText",  # "Let me check." with its parked audio
         "History",
         "AgentStartedSpeaking",
+        "LatencyReport",
         "audio",
         "FunctionCallRequest",
     ]
-    assert s.session.engine.conversation.messages("P", None)[-1].content == "Let me check."
+    assert s.session.turns.conversation.messages("P", None)[-1].content == "Let me check."
     assert types(s.provider(JobDone(speak.job_id))) == []  # the reply waits for the function
 
 

@@ -22,6 +22,7 @@ from harken.session.effects import (
     ToolCall,
     ToolCalls,
 )
+from harken.session.listener import ListenEvent
 from harken.session.session import SessionLimits
 from harken.session.state import Turn
 from session_script import SETTINGS, Script, job, jobs, messages, one, types
@@ -50,7 +51,7 @@ def speak_all(s: Script, speak: SpeakJob, chunks: int = 2) -> list[object]:
 def test_full_reply_order_and_latencies() -> None:
     s = ready()
     effects = s.text({"type": "InjectUserMessage", "content": "Hi there"})
-    assert types(effects) == ["ConversationText", "History", "start:think"]
+    assert types(effects) == ["ConversationText", "History", "AgentThinking", "start:think"]
     think = job(effects, ThinkJob)
     assert [(x.role, x.content) for x in think.messages] == [
         ("system", "You are terse."),
@@ -63,10 +64,16 @@ def test_full_reply_order_and_latencies() -> None:
     assert speak1.text == "Hello there."
     s.now = 0.5
     effects = s.provider(AudioChunk(speak1.job_id, AUDIO))
-    assert types(effects) == ["ConversationText", "History", "AgentStartedSpeaking", "audio"]
+    assert types(effects) == [
+        "ConversationText",
+        "History",
+        "AgentStartedSpeaking",
+        "LatencyReport",
+        "audio",
+    ]
     started = one(effects, m.AgentStartedSpeaking)
     assert (started.total_latency, started.ttt_latency, started.tts_latency) == (0.5, 0.3, 0.2)
-    assert s.session.engine.turn is Turn.AGENT_SPEAKING
+    assert s.session.turns.turn is Turn.AGENT_SPEAKING
     assert types(s.provider(AudioChunk(speak1.job_id, AUDIO))) == ["audio"]
     assert s.provider(TextDelta(think.job_id, " are you?")) == []  # waits for the TTS job
     assert types(s.provider(JobDone(think.job_id))) == []
@@ -75,7 +82,7 @@ def test_full_reply_order_and_latencies() -> None:
     assert speak2.text == "How are you?"
     effects = speak_all(s, speak2)
     assert types(effects) == ["ConversationText", "History", "audio", "audio", "AgentAudioDone"]
-    assert s.session.engine.turn is Turn.LISTENING
+    assert s.session.turns.turn is Turn.LISTENING
     assert set(s.session.out.live.values()) == {"prime"}
     # the next turn sees the whole conversation
     think2 = ask(s, "And then?")
@@ -123,7 +130,7 @@ def test_reply_without_text_ends_quietly() -> None:
     s = ready()
     think = ask(s)
     assert types(s.provider(JobDone(think.job_id))) == []
-    assert s.session.engine.turn is Turn.LISTENING
+    assert s.session.turns.turn is Turn.LISTENING
 
 
 def test_empty_audio_chunk_announces_text_without_audio() -> None:
@@ -133,7 +140,7 @@ def test_empty_audio_chunk_announces_text_without_audio() -> None:
     assert types(s.provider(AudioChunk(speak.job_id, b""))) == ["ConversationText", "History"]
     s.provider(JobDone(think.job_id))
     assert types(s.provider(JobDone(speak.job_id))) == []  # no audio, so no AgentAudioDone
-    assert s.session.engine.turn is Turn.LISTENING
+    assert s.session.turns.turn is Turn.LISTENING
 
 
 def test_sentence_without_any_audio_is_still_announced() -> None:
@@ -155,6 +162,7 @@ def test_late_output_of_cancelled_jobs_is_dropped() -> None:
         "AgentAudioDone",
         "ConversationText",
         "History",
+        "AgentThinking",
         "start:think",
     ]
     for late in (
@@ -174,15 +182,13 @@ def test_barge_in_row_cancels_the_reply(state: str) -> None:
     if state == "speaking":
         speak = job(s.provider(TextDelta(think.job_id, "Sure thing. ")), SpeakJob)
         s.provider(AudioChunk(speak.job_id, AUDIO))
-    engine = s.session.engine
-    engine.speech_started(s.now)
+    turns = s.session.turns
+    turns.hear(ListenEvent("onset"), s.now)
     effects = s.drain()
     assert types(effects)[0] == "UserStartedSpeaking"
     assert "cancel" in types(effects)
     assert ("AgentAudioDone" in types(effects)) == (state == "speaking")
-    assert engine.turn is Turn.USER_SPEAKING
-    engine.speech_started(s.now)  # a second onset while the user speaks: no new message
-    assert s.drain() == []
+    assert turns.turn is Turn.USER_SPEAKING
 
 
 # ---------------------------------------------------------------------- injections
@@ -207,7 +213,7 @@ def test_inject_agent_message_refused_while_busy() -> None:
     refused = one(s.text({"type": "InjectAgentMessage", "message": "x"}), m.InjectionRefused)
     assert "agent is replying" in refused.message
     s2 = ready()
-    s2.session.engine.speech_started(s2.now)
+    s2.session.turns.hear(ListenEvent("onset"), s2.now)
     s2.drain()
     refused = one(s2.text({"type": "InjectAgentMessage", "message": "x"}), m.InjectionRefused)
     assert "user is speaking" in refused.message
@@ -421,7 +427,7 @@ def test_think_failure_is_reported_and_the_session_survives() -> None:
     assert error.code == codes.FAILED_TO_THINK
     assert "model crashed" in error.description
     assert "close" not in types(effects)
-    assert s.session.engine.turn is Turn.LISTENING
+    assert s.session.turns.turn is Turn.LISTENING
     assert job(s.text({"type": "InjectUserMessage", "content": "again"}), ThinkJob)
 
 
@@ -433,7 +439,7 @@ def test_speak_failure_is_reported_and_the_session_survives() -> None:
     effects = s.provider(JobFailed(speak.job_id, "voice missing"))
     assert one(effects, m.Error).code == codes.FAILED_TO_SPEAK
     assert "AgentAudioDone" in types(effects)
-    assert s.session.engine.turn is Turn.LISTENING
+    assert s.session.turns.turn is Turn.LISTENING
 
 
 def test_provider_warnings_are_forwarded() -> None:

@@ -12,48 +12,10 @@ from harken.session.effects import (
     ThinkJob,
     ToolCall,
     ToolCalls,
-    TranscribeJob,
 )
 from harken.session.history import Conversation
-from harken.session.reply import Reply, split_first_clause, split_sentences
-from harken.session.state import TRANSITIONS, IllegalTransition, Turn, TurnEvent, transition
+from harken.session.reply import Voice, split_first_clause, split_sentences
 from session_script import Script, job, one, types
-
-
-def test_every_row_of_the_table_is_reachable_by_lookup() -> None:
-    for (state, event), row in TRANSITIONS.items():
-        assert transition(state, event) is row
-
-
-def test_barge_in_is_a_row_that_cancels() -> None:
-    row = transition(Turn.AGENT_SPEAKING, TurnEvent.SPEECH_STARTED)
-    assert row.next is Turn.USER_SPEAKING
-    assert row.cancel_reply
-
-
-@pytest.mark.parametrize(
-    ("state", "event"),
-    [
-        (Turn.LISTENING, TurnEvent.AUDIO_STARTED),
-        (Turn.LISTENING, TurnEvent.REPLY_FINISHED),
-        (Turn.USER_SPEAKING, TurnEvent.AUDIO_STARTED),
-        (Turn.AGENT_SPEAKING, TurnEvent.SPEECH_DISCARDED),
-    ],
-)
-def test_illegal_transitions_raise(state: Turn, event: TurnEvent) -> None:
-    with pytest.raises(IllegalTransition) as info:
-        transition(state, event)
-    assert info.value.state is state
-    assert event.value in info.value.description
-
-
-def test_illegal_event_leaves_the_engine_state_unchanged() -> None:
-    s = Script()
-    s.settings()
-    engine = s.session.engine
-    with pytest.raises(IllegalTransition):
-        engine._event(TurnEvent.AUDIO_STARTED, 0.0)
-    assert engine.turn is Turn.LISTENING
 
 
 @pytest.mark.parametrize(
@@ -92,17 +54,17 @@ def test_split_first_clause(text: str, cut: tuple[str, str] | None) -> None:
 
 
 def test_only_the_first_chunk_of_a_reply_may_be_a_clause() -> None:
-    reply = Reply(reply_id=1, origin="llm", started=0.0)
+    voice = Voice()
     for token in ["When the library opens", ", you can", " borrow books, films and", " music. "]:
-        reply.feed(token, 1.0)
-    reply.feed("Later on, in the evening, it", 1.0)
-    assert list(reply.queue) == [
+        voice.feed(token)
+    voice.feed("Later on, in the evening, it")
+    assert list(voice.queue) == [
         "When the library opens,",
         "you can borrow books, films and music.",
     ]
-    reply.flush()
-    assert list(reply.queue)[-1] == "Later on, in the evening, it"
-    assert reply.chunks == 3
+    voice.flush()
+    assert list(voice.queue)[-1] == "Later on, in the evening, it"
+    assert voice.chunks == 3
 
 
 def test_conversation_ignores_empty_items() -> None:
@@ -136,17 +98,9 @@ def test_tick_leaves_calls_that_have_time_left() -> None:
     fn = job(effects, FunctionJob)
     s.session.tick(s.now + 1)
     assert s.drain() == []
-    assert set(s.session.engine.calls.open) == {"a", "b"}
+    assert set(s.session.turns.replies.rounds.calls.open) == {"a", "b"}
     effects = s.provider(JobDone(fn.job_id))  # a function job ending without a result
     assert "no result" in one(effects, m.Warning).description
-
-
-def test_transcribe_job_done_without_transcript_changes_nothing() -> None:
-    s = Script()
-    s.settings()
-    job_id = s.session.out.start(TranscribeJob(s.session.out.new_id(), b"", None))
-    s.drain()
-    assert s.provider(JobDone(job_id)) == []
 
 
 def test_update_think_with_unknown_model_is_refused() -> None:

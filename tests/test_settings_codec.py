@@ -427,6 +427,68 @@ def test_temperature() -> None:
         )
 
 
+def test_integers_where_floats_are_expected() -> None:
+    """deepgram-sdk 7.x writes ``1.0`` as ``1``: every number option takes an int, kept as float."""
+    flux = {
+        "type": "deepgram",
+        "version": "v2",
+        "model": "flux-general-en",
+        "eot_threshold": 1,
+        "eager_eot_threshold": 0,
+    }
+    settings = ga(
+        agent(
+            listen={"provider": flux},
+            think={"provider": {"type": "open_ai", "temperature": 0}},
+            speak={"provider": {"type": "deepgram", "speed": 2}},
+        ),
+        strict=True,
+    )
+    assert settings.agent.listen is not None
+    listen = settings.agent.listen.provider.options
+    numbers = [
+        listen["eot_threshold"],
+        listen["eager_eot_threshold"],
+        settings.agent.think[0].provider.options["temperature"],
+        settings.agent.speak[0].provider.options["speed"],
+    ]
+    assert numbers == [1.0, 0.0, 0.0, 2.0] and all(type(n) is float for n in numbers)
+    ea_think = ea({"agent": {"think": {"provider": {"type": "open_ai", "temperature": 1}}}})
+    assert type(ea_think.agent.think[0].provider.options["temperature"]) is float
+    null = ga(agent(speak={"provider": {"speed": None}})).agent.speak[0].provider.options
+    assert null == {"speed": None}  # null stays "not given", as for every provider key
+
+
+def test_end_of_turn_thresholds() -> None:
+    def listen(**provider: Any) -> Settings:
+        return ga(agent(listen={"provider": {"type": "deepgram", **provider}}))
+
+    assert listen(eot_threshold=0.7, eager_eot_threshold=0.7).agent.listen is not None
+    for key in ("eot_threshold", "eager_eot_threshold"):
+        for value in (1.5, -0.1):
+            fails(
+                lambda k=key, v=value: listen(**{k: v}),
+                codes.INVALID_SETTINGS,
+                f"agent.listen.provider.{key} {value:g} is outside 0..1",
+            )
+        fails(
+            lambda k=key: listen(**{k: "high"}),
+            codes.UNPARSABLE_CLIENT_MESSAGE,
+            f"Check the agent.listen.provider.{key} field",
+            "expected a number",
+        )
+    fails(
+        lambda: listen(eot_threshold=0.6, eager_eot_threshold=0.8),
+        codes.INVALID_SETTINGS,
+        "agent.listen.provider.eager_eot_threshold 0.8 is above eot_threshold 0.6",
+    )
+    fails(
+        lambda: ga(agent(speak={"provider": {"speed": True}})),
+        codes.UNPARSABLE_CLIENT_MESSAGE,
+        "agent.speak.provider.speed",
+    )
+
+
 def test_think_and_speak_object_or_array() -> None:
     one = ga(think(prompt="p")).agent.think
     assert one == (ThinkConfig(Provider("open_ai"), prompt="p"),)

@@ -64,6 +64,8 @@ DEFAULT_THINK: ModelRoutes = (
     ("anthropic/*", "llm-default"),
     ("google/*", "llm-default"),
     ("groq/*", "llm-default"),
+    ("aws_bedrock/*", "llm-default"),
+    ("deepgram/*", "llm-default"),  # Deepgram's own LLMs (think-fast, ...), December 2026
 )
 DEFAULT_SPEAK: ModelRoutes = (
     ("deepgram/aura-2-thalia-en", "tts-default"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import time
 from collections.abc import Callable, Generator, Mapping
 from typing import Any
 
@@ -172,6 +173,10 @@ class AsyncAgentWebSocketClient:
         """Send one ``KeepAlive``."""
         return await self.send(self._core.encode_keep_alive())
 
+    async def force_end_turn(self) -> bool:
+        """Send ``ForceEndTurn``: the user's turn ends now (``/v1/agent/converse`` only)."""
+        return await self.send(self._core.encode_force_end_turn())
+
     async def send_audio(self, data: bytes | bytearray | memoryview) -> bool:
         """Send user audio (one binary frame, in the format declared in ``audio.input``)."""
         return await self._send_frame(data, "audio")
@@ -208,7 +213,7 @@ class AsyncAgentWebSocketClient:
         try:
             async for message in socket:
                 if isinstance(message, str):
-                    events = self._core.receive_text(message)
+                    events = self._core.receive_text(message, time.time())
                 else:
                     events = self._core.receive_bytes(message)
                 await self._dispatch(events)

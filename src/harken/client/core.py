@@ -7,7 +7,10 @@
   ``Bearer <token>``), keepalive and failure options;
 * **outgoing messages**: each ``encode_*`` method checks its argument and returns the JSON text
   (``DeepgramApiError`` for a wrong type or an unanswerable function call);
-* **incoming frames**: ``receive_text``/``receive_bytes`` turn frames into ``Event`` values;
+* **incoming frames**: ``receive_text``/``receive_bytes`` turn frames into ``Event`` values, of
+  either generation (``/v1/agent/converse`` or early access's ``/agent``); the shell passes the
+  receive time (``time.time()``), which becomes the ``timestamp`` of the speaking events, and
+  ``SettingsApplied`` carries the Settings this connection sent;
 * **state**: the connection state, the pending client-side function calls (oldest first) and
   whether ``Close`` has been emitted (it is emitted exactly once per connection);
 * **handlers**: ``on`` inspects a handler's signature once and ``invocations`` says how to call
@@ -27,6 +30,7 @@ import logging
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from importlib import metadata
 from typing import Any, TypeVar
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -34,6 +38,7 @@ from urllib.parse import urlencode, urlsplit, urlunsplit
 from harken.client.config import DeepgramClientOptions, truthy
 from harken.client.events import FALLBACK_TO_UNHANDLED, AgentWebSocketEvents, payload_keyword
 from harken.client.options import (
+    AgentForceEndTurn,
     AgentKeepAlive,
     BaseOption,
     FunctionCallResponse,
@@ -54,6 +59,7 @@ from harken.client.responses import (
     ErrorResponse,
     FunctionCall,
     FunctionCallCancelledResponse,
+    FunctionCalling,
     FunctionCallRequest,
     HistoryResponse,
     InjectionRefusedResponse,
@@ -102,6 +108,9 @@ _ROUTES: dict[str, tuple[AgentWebSocketEvents, type[BaseResponse]]] = {
     "LatencyReport": (E.LatencyReport, LatencyReportResponse),
     "FunctionCallCancelled": (E.FunctionCallCancelled, FunctionCallCancelledResponse),
     "FunctionCallResponse": (E.FunctionCallResponse, ServerFunctionCallResponse),
+    # early access (/agent)
+    "FunctionCalling": (E.FunctionCalling, FunctionCalling),
+    "InstructionsUpdated": (E.PromptUpdated, PromptUpdatedResponse),
 }
 
 
@@ -211,6 +220,12 @@ def _coerce_option(value: Any, cls: type[_O], text_field: str | None) -> _O:
     raise DeepgramApiError(f"Invalid options type: expected {cls.__name__}, got {type(value)!r}")
 
 
+def timestamp(seconds: float) -> str:
+    """``seconds`` since the epoch as ISO 8601 UTC with milliseconds (``...T12:00:00.250Z``)."""
+    moment = datetime.fromtimestamp(seconds, UTC)
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def _error(description: str, kind: str, message: str = "", code: str = "") -> Event:
     payload = ErrorResponse(description=description, message=message, type=kind, code=code)
     return Event(E.Error, payload)
@@ -232,6 +247,7 @@ class AgentCore:
         self.state = ConnectionState.IDLE
         self.pending: list[FunctionCall] = []
         self.settings_sent = False
+        self.sent_settings: str | None = None  # the JSON text of the Settings sent, if any
         self._handlers: dict[AgentWebSocketEvents, list[HandlerSpec]] = {}
         self._start_kwargs: dict[str, Any] = {}
         self._opened = False
@@ -292,6 +308,7 @@ class AgentCore:
         self.state = ConnectionState.CONNECTING
         self.pending.clear()
         self.settings_sent = False
+        self.sent_settings = None
         self._opened = self._close_emitted = False
         return self._connect_request(addons, headers), settings
 
@@ -396,6 +413,9 @@ class AgentCore:
     def encode_keep_alive(self) -> str:
         return AgentKeepAlive().to_json()
 
+    def encode_force_end_turn(self) -> str:
+        return AgentForceEndTurn().to_json()
+
     def encode_function_call_response(self, response: Any) -> str:
         """Fill ``id`` from the oldest pending call with the same name when it is empty.
 
@@ -439,6 +459,8 @@ class AgentCore:
             elif data.get("type") == "Settings":
                 if self.settings_sent:
                     logger.warning("Settings sent twice; the server accepts one per session")
+                else:
+                    self.sent_settings = text  # what the server's SettingsApplied answers
                 self.settings_sent = True
 
     # ------------------------------------------------------------------------- incoming
@@ -446,7 +468,8 @@ class AgentCore:
     def receive_bytes(self, data: bytes) -> list[Event]:
         return [Event(E.AudioData, bytes(data))]
 
-    def receive_text(self, text: str) -> list[Event]:
+    def receive_text(self, text: str, received_at: float | None = None) -> list[Event]:
+        """Events for one text frame; ``received_at`` (epoch seconds) stamps the speaking events."""
         if not text:
             return []
         try:
@@ -464,11 +487,17 @@ class AgentCore:
         except (MalformedMessage, TypeError) as exc:
             description = f"Malformed {data['type']} message from the server: {exc}"
             return [_error(description, "ProtocolError", message=text)]
-        self._track(payload)
+        self._track(payload, received_at)
         return [Event(name, payload, text)]
 
-    def _track(self, payload: BaseResponse) -> None:
-        if isinstance(payload, FunctionCallRequest):
+    def _track(self, payload: BaseResponse, received_at: float | None) -> None:
+        if isinstance(payload, UserStartedSpeakingResponse | AgentStartedSpeakingResponse):
+            if payload.timestamp is None and received_at is not None:
+                payload.timestamp = timestamp(received_at)
+        elif isinstance(payload, SettingsAppliedResponse):
+            if payload.settings is None and self.sent_settings is not None:
+                payload.settings = json.loads(self.sent_settings)
+        elif isinstance(payload, FunctionCallRequest):
             self.pending.extend(f for f in payload.functions if f.client_side)
         elif isinstance(payload, FunctionCallCancelledResponse):
             cancelled = {f.id for f in payload.functions}

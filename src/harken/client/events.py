@@ -3,7 +3,8 @@
 ``AgentWebSocketEvents`` has every member of ``deepgram-sdk`` 4.8.1 (same names, same values)
 plus the server messages 4.8.1 leaves to ``Unhandled``: ``PromptUpdated``, ``SpeakUpdated``,
 ``ThinkUpdated``, ``ListenUpdated``, ``History``, ``Warning``, ``LatencyReport``,
-``FunctionCallCancelled`` and the server's own ``FunctionCallResponse``.
+``FunctionCallCancelled`` and the server's own ``FunctionCallResponse``, and the early-access
+``FunctionCalling`` of 3.x (early access's ``InstructionsUpdated`` arrives as ``PromptUpdated``).
 
 Those newer events fall back to ``Unhandled`` (with the raw JSON, exactly like 4.8.1) while no
 handler is registered for them, so code written for 4.8.1 that watches ``Unhandled`` keeps working.
@@ -42,6 +43,7 @@ class AgentWebSocketEvents(enum.StrEnum):
     LatencyReport = "LatencyReport"
     FunctionCallCancelled = "FunctionCallCancelled"
     FunctionCallResponse = "FunctionCallResponse"
+    FunctionCalling = "FunctionCalling"  # early access (3.x)
 
     # client message types (never emitted; kept for 4.8.1 compatibility)
     Settings = "Settings"
@@ -51,6 +53,7 @@ class AgentWebSocketEvents(enum.StrEnum):
     InjectAgentMessage = "InjectAgentMessage"
     InjectUserMessage = "InjectUserMessage"
     AgentKeepAlive = "AgentKeepAlive"
+    ForceEndTurn = "ForceEndTurn"
 
 
 _E = AgentWebSocketEvents
@@ -80,6 +83,7 @@ PAYLOAD_KEYWORDS: dict[AgentWebSocketEvents, str] = {
     _E.LatencyReport: "latency_report",
     _E.FunctionCallCancelled: "function_call_cancelled",
     _E.FunctionCallResponse: "function_call_response",
+    _E.FunctionCalling: "function_calling",
 }
 
 #: Events that 4.8.1 delivered as ``Unhandled``; they still do while nobody listens for them.
@@ -94,6 +98,7 @@ FALLBACK_TO_UNHANDLED: frozenset[AgentWebSocketEvents] = frozenset(
         _E.LatencyReport,
         _E.FunctionCallCancelled,
         _E.FunctionCallResponse,
+        _E.FunctionCalling,
     }
 )
 

@@ -34,6 +34,7 @@ JsonDict = dict[str, Any]
 
 __all__ = [
     "Agent",
+    "AgentForceEndTurn",
     "AgentKeepAlive",
     "Audio",
     "Endpoint",
@@ -527,3 +528,10 @@ class FunctionCallResponse(BaseOption):
 @dataclass
 class AgentKeepAlive(BaseOption):
     type: str = "KeepAlive"
+
+
+@dataclass
+class AgentForceEndTurn(BaseOption):
+    """``ForceEndTurn`` (GA, 2026): end the user's turn now; no fields."""
+
+    type: str = "ForceEndTurn"

@@ -1,15 +1,27 @@
 """Response classes: what handlers receive.
 
 The 4.8.1 classes keep their 4.8.1 fields and constructor order (``WelcomeResponse(type,
-request_id)``, ...). Aliases make the flat-style usage docs run unchanged:
+request_id)``, ...). Aliases make the flat-style usage docs and 3.x (early-access) code run
+unchanged:
 
-* ``WelcomeResponse.message`` is the ``request_id``;
+* ``WelcomeResponse.message`` and ``WelcomeResponse.session_id`` (3.x) are the ``request_id``;
+  an early-access ``Welcome{session_id}`` parses into it;
 * ``ConversationTextResponse.text`` is ``content``;
 * ``FunctionCallRequest.function_call`` is the first function as a ``FunctionCallDetails`` whose
   ``arguments`` is a ``dict`` (the wire sends a JSON string; ``functions[i].arguments`` keeps it),
   and ``FunctionCallRequest.call_id`` is its ``id``;
+* an early-access ``FunctionCallRequest{function_name, function_call_id, input}`` parses into
+  one client-side entry of ``functions`` (an object ``input`` is kept as its JSON text), and
+  ``function_name``, ``function_call_id`` and ``input`` read the first function (3.x names);
 * ``InjectionRefusedResponse.message`` is the wire field (4.8.1 dropped it);
 * ``ErrorResponse.code`` keeps the wire ``code`` (4.8.1 dropped it).
+
+Fields the wire does not carry, filled by the SDK (``AgentCore.receive_text``):
+
+* ``timestamp`` of ``UserStartedSpeakingResponse`` and ``AgentStartedSpeakingResponse``: when the
+  client received the message (ISO 8601, UTC, milliseconds), unless the server sent one;
+* ``SettingsAppliedResponse.settings``: the Settings this connection sent (a dict), unless the
+  server sent them back.
 
 Parsing (``from_dict``) ignores unknown keys and raises ``MalformedMessage`` when a field the
 class requires is missing.
@@ -36,6 +48,7 @@ __all__ = [
     "FunctionCallCancelledResponse",
     "FunctionCallDetails",
     "FunctionCallRequest",
+    "FunctionCalling",
     "HistoryFunctionCall",
     "HistoryResponse",
     "InjectionRefusedResponse",
@@ -153,6 +166,11 @@ class WelcomeResponse(BaseResponse):
         """Alias (flat-style docs): the wire has no message, so this is the request id."""
         return self.request_id
 
+    @property
+    def session_id(self) -> str:
+        """Alias (3.x, early access): the request id."""
+        return self.request_id
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         if isinstance(data, Mapping) and "request_id" not in data and "session_id" in data:
@@ -163,6 +181,7 @@ class WelcomeResponse(BaseResponse):
 @dataclass
 class SettingsAppliedResponse(BaseResponse):
     type: str
+    settings: dict[str, Any] | None = None
 
 
 @dataclass
@@ -171,6 +190,8 @@ class ConversationTextResponse(BaseResponse):
     role: str
     content: str
     languages: list[str] | None = None
+    conversational_behavior: str = "default"  # GA since 2026; the SDKs' default when absent
+    languages_hinted: list[str] | None = None
 
     @property
     def text(self) -> str:
@@ -181,6 +202,7 @@ class ConversationTextResponse(BaseResponse):
 @dataclass
 class UserStartedSpeakingResponse(BaseResponse):
     type: str
+    timestamp: str | None = None
 
 
 @dataclass
@@ -257,6 +279,50 @@ class FunctionCallRequest(BaseResponse):
         """Alias: the id of the first function."""
         return self.functions[0].id if self.functions else ""
 
+    @property
+    def function_call_id(self) -> str:
+        """Alias (3.x, early access): the id of the first function."""
+        return self.call_id
+
+    @property
+    def function_name(self) -> str:
+        """Alias (3.x, early access): the name of the first function."""
+        return self.functions[0].name if self.functions else ""
+
+    @property
+    def input(self) -> str:
+        """Alias (3.x, early access): the arguments (JSON text) of the first function."""
+        return self.functions[0].arguments if self.functions else ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        if isinstance(data, Mapping) and "functions" not in data and "function_call_id" in data:
+            data = {**data, "functions": [_early_access_call(data)]}
+        return super().from_dict(data)
+
+
+def _early_access_call(data: Mapping[str, Any]) -> JsonDict:
+    """``{function_name, function_call_id, input}`` as one ``functions`` entry."""
+    for key in ("function_name", "input"):
+        if data.get(key) is None:
+            raise MalformedMessage(f"missing required field '{key}'")
+    arguments = data["input"]
+    if not isinstance(arguments, str):
+        arguments = json.dumps(arguments, separators=(",", ":"), ensure_ascii=False)
+    return {
+        "id": data["function_call_id"],
+        "name": data["function_name"],
+        "arguments": arguments,
+        "client_side": True,
+    }
+
+
+@dataclass
+class FunctionCalling(BaseResponse):
+    """Early access (3.x): a debug notice that the agent is calling a function."""
+
+    type: str = "FunctionCalling"
+
 
 @dataclass
 class AgentStartedSpeakingResponse(BaseResponse):
@@ -264,6 +330,7 @@ class AgentStartedSpeakingResponse(BaseResponse):
     tts_latency: float
     ttt_latency: float
     type: str = "AgentStartedSpeaking"
+    timestamp: str | None = None
 
 
 @dataclass

@@ -13,6 +13,7 @@ the connection is then closed, as 4.8.1 did.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -166,6 +167,10 @@ class AgentWebSocketClient:
         """Send one ``KeepAlive``."""
         return self.send(self._core.encode_keep_alive())
 
+    def force_end_turn(self) -> bool:
+        """Send ``ForceEndTurn``: the user's turn ends now (``/v1/agent/converse`` only)."""
+        return self.send(self._core.encode_force_end_turn())
+
     def send_audio(self, data: bytes | bytearray | memoryview) -> bool:
         """Send user audio (one binary frame, in the format declared in ``audio.input``)."""
         return self._send_frame(data, "audio")
@@ -201,9 +206,10 @@ class AgentWebSocketClient:
     def _listen(self, socket: ClientConnection) -> None:
         try:
             for message in socket:
+                received = time.time()
                 with self._lock:
                     if isinstance(message, str):
-                        events = self._core.receive_text(message)
+                        events = self._core.receive_text(message, received)
                     else:
                         events = self._core.receive_bytes(message)
                 self._dispatch(events)

@@ -138,10 +138,14 @@ class ComputeLane:
                     return
                 yield item
         finally:
-            # close the iterator on the lane thread (never on the GC's), without waiting
-            if iterator is not None and hasattr(iterator, "close"):
-                with contextlib.suppress(RuntimeError):  # no running loop: nothing to close on
-                    self.submit(iterator.close, priority=URGENT, key=key, what=f"{what} close")
+            # close the iterator on the lane thread (never on the GC's), without waiting; queued
+            # even if no step has made it yet, as the step running now on the lane may make it
+            def close() -> None:
+                if iterator is not None and hasattr(iterator, "close"):
+                    iterator.close()
+
+            with contextlib.suppress(RuntimeError):  # no running loop: nothing to close on
+                self.submit(close, priority=URGENT, key=key, what=f"{what} close")
 
     def submit(
         self,

@@ -22,6 +22,7 @@ Server messages on early access (``/agent``), where the 3.x SDK is the client:
   ``{function_name, function_call_id, input}`` with ``input`` the JSON text of the arguments.
   Server-side calls are not announced and a server ``FunctionCallResponse`` encodes to no
   frame at all: EA clients never hear of functions the server runs itself.
+* ``ConversationText`` -> ``{role, content}``: ``conversational_behavior`` (GA, 2026) is left out.
 * GA-only messages (``History``, ``LatencyReport``, ``Warning``, ``EndOfThought``,
   ``ThinkUpdated``, ``ListenUpdated``, ``FunctionCallCancelled``) go out in GA shape; the 3.x
   SDK reports them as ``Unhandled``, which is harmless.
@@ -45,9 +46,11 @@ from harken.protocol.messages import (
     AgentThinking,
     CancelledFunction,
     ClientMessage,
+    ConversationalBehavior,
     ConversationText,
     EndOfThought,
     Error,
+    ForceEndTurn,
     FunctionCall,
     FunctionCallCancelled,
     FunctionCalling,
@@ -67,6 +70,7 @@ from harken.protocol.messages import (
     SettingsApplied,
     SpeakUpdated,
     ThinkUpdated,
+    Unsupported,
     UpdateListen,
     UpdatePrompt,
     UpdateSpeak,
@@ -106,6 +110,7 @@ __all__ = [
 JsonObject = dict[str, Any]
 Role = Literal["user", "assistant"]
 BEHAVIORS = ("default", "queue", "interrupt")
+CONVERSATIONAL_BEHAVIORS: tuple[ConversationalBehavior, ...] = get_args(ConversationalBehavior)
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +208,7 @@ _WRONG_GENERATION = {
         "SettingsConfiguration": "SettingsConfiguration is the early-access form; "
         "on /v1/agent/converse send Settings.",
         "UpdateInstructions": "UpdateInstructions is the early-access form; "
-        "on /v1/agent/converse send UpdatePrompt (it replaces the prompt).",
+        "on /v1/agent/converse send UpdatePrompt.",
     },
     Generation.EA: {
         "Settings": "Settings is the /v1/agent/converse form; "
@@ -212,6 +217,7 @@ _WRONG_GENERATION = {
         "on /agent send UpdateInstructions (it adds to the instructions).",
         "UpdateThink": "UpdateThink exists only on /v1/agent/converse.",
         "UpdateListen": "UpdateListen exists only on /v1/agent/converse.",
+        "ForceEndTurn": "ForceEndTurn exists only on /v1/agent/converse.",
     },
 }
 
@@ -220,7 +226,7 @@ def _unknown_client_type(kind: str, generation: Generation) -> str:
     hint = _WRONG_GENERATION[generation].get(kind)
     if hint is not None:
         return hint
-    expected = ", ".join(_CLIENT_PARSERS[generation])
+    expected = ", ".join(k for k in _CLIENT_PARSERS[generation] if k not in UNSUPPORTED_TYPES)
     if kind in _SERVER_PARSERS[generation]:
         return f"{kind} is a server-to-client message; clients send one of: {expected}."
     return f"Unknown message type {kind[:64]!r}. Expected one of: {expected}."
@@ -303,6 +309,22 @@ def _keep_alive(ctx: Context, data: JsonObject) -> ClientMessage:
     return KeepAlive()
 
 
+def _force_end_turn(ctx: Context, data: JsonObject) -> ClientMessage:
+    ctx.node(data, "", ("type",))
+    return ForceEndTurn()
+
+
+def _unsupported(ctx: Context, data: JsonObject) -> ClientMessage:
+    """Documented messages harken does not serve: their fields are not read (nor listed)."""
+    return Unsupported(name=data["type"])
+
+
+UNSUPPORTED_TYPES = (
+    "UpdateThink_Live",
+    "__customToThinkProvider",
+)
+
+
 _ClientParser = Callable[[Context, JsonObject], ClientMessage]
 _CLIENT_PARSERS: dict[Generation, dict[str, _ClientParser]] = {
     Generation.GA: {
@@ -315,7 +337,9 @@ _CLIENT_PARSERS: dict[Generation, dict[str, _ClientParser]] = {
         "InjectAgentMessage": _inject_agent,
         "FunctionCallResponse": _function_response,
         "KeepAlive": _keep_alive,
-    },
+        "ForceEndTurn": _force_end_turn,
+    }
+    | dict.fromkeys(UNSUPPORTED_TYPES, _unsupported),
     Generation.EA: {
         "SettingsConfiguration": _settings(Generation.EA),
         "UpdateInstructions": _update_instructions,
@@ -374,6 +398,7 @@ _GA_CLIENT_ENCODERS: dict[str, _ClientEncoder] = {
     "InjectAgentMessage": _inject_agent_out,
     "FunctionCallResponse": lambda m: _plain(m)[0],
     "KeepAlive": lambda m: {"type": m.type},
+    "ForceEndTurn": lambda m: {"type": m.type},
 }
 _EA_CLIENT_ENCODERS: dict[str, _ClientEncoder] = _GA_CLIENT_ENCODERS | {
     "Settings": lambda m: settings_to_wire(m, Generation.EA),
@@ -381,6 +406,7 @@ _EA_CLIENT_ENCODERS: dict[str, _ClientEncoder] = _GA_CLIENT_ENCODERS | {
     "UpdateSpeak": _update_speak_ea_out,
     "UpdateThink": _ga_only,
     "UpdateListen": _ga_only,
+    "ForceEndTurn": _ga_only,
     "FunctionCallResponse": lambda m: {
         "type": m.type,
         "function_call_id": m.id,
@@ -447,6 +473,7 @@ _EA_SERVER_ENCODERS: dict[str, _ServerEncoder] = _GA_SERVER_ENCODERS | {
         {"type": m.type, "message": m.description, "description": m.description, "code": m.code}
     ],
     "FunctionCalling": lambda m: [{"type": m.type}],
+    "ConversationText": lambda m: [{"type": m.type, "role": m.role, "content": m.content}],
 }
 
 # ----------------------------------------------------------------------------------- server in
@@ -503,6 +530,15 @@ def _history_in(node: Node) -> ServerMessage:
     )
 
 
+def _conversation_text(node: Node) -> ServerMessage:
+    behavior = node.opt_enum("conversational_behavior", CONVERSATIONAL_BEHAVIORS)
+    return ConversationText(
+        role=cast(Role, node.req_enum("role", ROLES)),
+        content=node.req_str("content"),
+        conversational_behavior=cast(ConversationalBehavior, behavior or "default"),
+    )
+
+
 def _latency(node: Node) -> ServerMessage:
     return LatencyReport(
         total_latency=node.opt_number("total_latency"),
@@ -523,9 +559,7 @@ _GA_SERVER_PARSERS: dict[str, _ServerParser] = {
     "SpeakUpdated": lambda n: SpeakUpdated(),
     "ThinkUpdated": lambda n: ThinkUpdated(),
     "ListenUpdated": lambda n: ListenUpdated(),
-    "ConversationText": lambda n: ConversationText(
-        role=cast(Role, n.req_enum("role", ROLES)), content=n.req_str("content")
-    ),
+    "ConversationText": _conversation_text,
     "UserStartedSpeaking": lambda n: UserStartedSpeaking(),
     "AgentThinking": lambda n: AgentThinking(content=n.req_str("content")),
     "FunctionCallRequest": _function_calls,

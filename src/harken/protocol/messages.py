@@ -46,6 +46,7 @@ class Generation(enum.Enum):
 
 
 InjectBehavior = Literal["default", "queue", "interrupt"]
+ConversationalBehavior = Literal["default", "backchannel", "presence_check", "filler"]
 
 # --------------------------------------------------------------------------- client -> server
 
@@ -114,6 +115,25 @@ class KeepAlive:
     type: Literal["KeepAlive"] = "KeepAlive"
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForceEndTurn:
+    """End the user's turn now (push-to-talk release, a "send" button, DTMF); no fields."""
+
+    type: Literal["ForceEndTurn"] = "ForceEndTurn"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Unsupported:
+    """A message Deepgram documents that harken does not serve (Think Live, the
+    ``__customToThinkProvider`` pass-through): answered with a Warning, never fatal.
+
+    ``name`` is the wire ``type``; this type is never encoded.
+    """
+
+    name: str
+    type: Literal["Unsupported"] = "Unsupported"
+
+
 ClientMessage = (
     Settings
     | UpdatePrompt
@@ -124,6 +144,8 @@ ClientMessage = (
     | InjectAgentMessage
     | FunctionCallResponse
     | KeepAlive
+    | ForceEndTurn
+    | Unsupported
 )
 
 # --------------------------------------------------------------------------- server -> client
@@ -162,8 +184,12 @@ class ListenUpdated:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConversationText:
+    """``conversational_behavior`` goes out on GA only (PROTOCOL.md §10); harken's replies are
+    all ``default``. The optional ``languages``/``languages_hinted`` are not sent."""
+
     role: Literal["user", "assistant"]
     content: str
+    conversational_behavior: ConversationalBehavior = "default"
     type: Literal["ConversationText"] = "ConversationText"
 
 

@@ -5,6 +5,10 @@ Keys the official SDKs always emit are known: function-level ``url``/``method``/
 (blank in the 4.x ``Function``; the server-side endpoint in early access), ``endpoint.method``
 under speak, ``experimental``, ``mip_opt_out``, ``tags`` and ``flags``.
 
+Numbers: the provider options harken knows to be numbers (``temperature``, ``speed``,
+``eot_threshold``, ``eager_eot_threshold``) must be JSON numbers and are kept as ``float``; an
+integer is accepted wherever a float is expected (``deepgram-sdk`` 7.x sends ``1.0`` as ``1``).
+
 Function-level ``url`` (the early-access shape): a non-blank one on a function without
 ``endpoint`` becomes its endpoint, with ``method`` and ``headers`` (``{name: value}`` or
 ``[{key, value}]``). On GA that is a generous reading of an EA habit; in strict mode it is an
@@ -63,6 +67,8 @@ _ENDPOINT = ("url", "method", "headers")
 _CONTEXT = ("messages", "replay")
 _HISTORY = ("type", "role", "content", "function_calls")
 _HISTORY_CALL = ("id", "name", "client_side", "arguments", "response")
+
+FLOAT_OPTIONS = ("temperature", "speed", "eot_threshold", "eager_eot_threshold")
 
 _T = TypeVar("_T")
 _W = TypeVar("_W")
@@ -233,15 +239,28 @@ def _provider(node: Node | None, *, model: str | None = None) -> Provider:
         options["language"] = language
     if node.has("keyterms"):
         options["keyterms"] = list(node.opt_str_list("keyterms") or ())
+    numbers = {key: node.req_number(key) for key in FLOAT_OPTIONS if node.has(key)}
+    _check_thresholds(node, numbers)
+    options.update(numbers)
     return Provider(node.opt_str("type") or "", node.opt_str("model") or model or None, options)
+
+
+def _check_thresholds(node: Node, numbers: dict[str, float]) -> None:
+    """End-of-turn confidences (Flux): each in 0..1 (1.0 leaves the end of turn to the client's
+    ``ForceEndTurn``), and eager end of turn no later than end of turn."""
+    for key in ("eot_threshold", "eager_eot_threshold"):
+        if not 0 <= numbers.get(key, 0) <= 1:
+            invalid(node.at(key), f"{numbers[key]:g} is outside 0..1")
+    eager, eot = numbers.get("eager_eot_threshold"), numbers.get("eot_threshold")
+    if eager is not None and eot is not None and eager > eot:
+        invalid(node.at("eager_eot_threshold"), f"{eager:g} is above eot_threshold {eot:g}")
 
 
 def _think_provider(node: Node | None, model: str | None) -> Provider:
     provider = _provider(node, model=model)
-    if node is not None and node.has("temperature"):
-        temperature = node.req_number("temperature")
-        if not 0 <= temperature <= 2:
-            invalid(node.at("temperature"), f"{temperature:g} is outside 0..2")
+    temperature = provider.options.get("temperature")
+    if node is not None and temperature is not None and not 0 <= temperature <= 2:
+        invalid(node.at("temperature"), f"{temperature:g} is outside 0..2")
     return provider
 
 

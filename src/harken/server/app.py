@@ -23,6 +23,7 @@ from harken.errors import HarkenError
 from harken.protocol import codes
 from harken.providers.compose import load_registry
 from harken.providers.registry import Registry
+from harken.server import auth
 from harken.server.connection import Pump
 from harken.server.http import Routes
 from harken.server.metrics import Metrics
@@ -180,7 +181,9 @@ class HarkenServer:
             limits=self._limits,
             catalog=self.registry,
         )
-        pump = Pump(ws, session, runner, self.config, self.metrics)
+        headers = ws.request.headers if ws.request is not None else None
+        client_session = None if headers is None else auth.client_session_id(headers)
+        pump = Pump(ws, session, runner, self.config, self.metrics, client_session=client_session)
         if len(self._pumps) >= self.config.max_sessions or self._stopping:
             log.warning("session cap of %d reached; refusing a session", self.config.max_sessions)
             if self._stopping:
@@ -192,13 +195,15 @@ class HarkenServer:
         self._pumps.add(pump)
         self.metrics.sessions_active += 1
         self.metrics.sessions_total[ws.generation.value] += 1
+        log.info("session %s opened (%s)", pump.label, ws.generation.name)
         try:
             await pump.run()
         except Exception:
-            log.exception("session %s ended with an unexpected error", session.request_id)
+            log.exception("session %s ended with an unexpected error", pump.label)
         finally:
             self._pumps.discard(pump)
             self.metrics.sessions_active -= 1
+            log.info("session %s closed", pump.label)
 
 
 async def serve(config: ServerConfig) -> int:

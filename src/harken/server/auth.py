@@ -6,9 +6,18 @@ Accepted credentials, when API keys are configured:
 * ``Authorization: Bearer <key>`` (short-lived tokens; here checked against the same keys),
 * ``Sec-WebSocket-Protocol: token, <key>`` or ``bearer, <key>`` (browsers cannot set headers).
 
+The scheme word is read in any case (``Token``, ``token``, ``BEARER``: deepgram-sdk 7.x sends
+``bearer`` in lower case). The subprotocol list is read as name/value pairs, so the browser form
+of ``@deepgram/sdk`` 5.x, ``token, <key>, x-deepgram-session-id, <uuid>``, gives both the key and
+the client's session id (PROTOCOL.md §10).
+
 With no keys configured the server is open. Whatever the mode, when a client offers the ``token``
-or ``bearer`` subprotocol the server echoes it, because browsers fail a handshake whose response
-selects none of the offered subprotocols.
+or ``bearer`` subprotocol the server echoes it (as offered), because browsers fail a handshake
+whose response selects none of the offered subprotocols.
+
+:func:`client_session_id` is the ``x-deepgram-session-id`` the 7.x/5.x SDKs send (header or
+subprotocol pair), made safe to log: printable ASCII without spaces, at most
+``SESSION_ID_LIMIT`` characters.
 """
 
 from __future__ import annotations
@@ -21,6 +30,8 @@ from websockets.datastructures import Headers
 from websockets.http11 import Response
 
 SCHEMES = ("token", "bearer")
+SESSION_ID = "x-deepgram-session-id"
+SESSION_ID_LIMIT = 64
 
 
 def offered_subprotocols(headers: Headers) -> list[str]:
@@ -31,18 +42,53 @@ def offered_subprotocols(headers: Headers) -> list[str]:
     return entries
 
 
+def subprotocol_pairs(entries: Sequence[str]) -> list[tuple[str, str]]:
+    """``(name as offered, value)`` for each known name followed by a value, in order.
+
+    A known name (``token``, ``bearer``, the session-id name, in any case) takes the entry after
+    it as its value; any other entry stands alone. So a key that happens to read ``token`` is
+    never taken for a name.
+    """
+    found: list[tuple[str, str]] = []
+    index = 0
+    while index < len(entries) - 1:
+        name = entries[index]
+        if name.lower() in (*SCHEMES, SESSION_ID):
+            found.append((name, entries[index + 1]))
+            index += 2
+        else:
+            index += 1
+    return found
+
+
+def _first(entries: Sequence[str], names: Sequence[str]) -> tuple[str, str] | None:
+    """The first ``(name, value)`` pair whose name is one of ``names`` (lower case)."""
+    pairs = subprotocol_pairs(entries)
+    return next(((n, v) for n, v in pairs if n.lower() in names), None)
+
+
 def credential(headers: Headers) -> str | None:
     """The credential the client presents, from Authorization or the subprotocol list."""
-    authorization = headers.get("Authorization")
-    if authorization:
-        scheme, _, value = authorization.strip().partition(" ")
-        if scheme.lower() in SCHEMES and value.strip():
-            return value.strip()
-    entries = offered_subprotocols(headers)
-    for index, entry in enumerate(entries[:-1]):
-        if entry.lower() in SCHEMES:
-            return entries[index + 1]
-    return None
+    for authorization in headers.get_all("Authorization"):
+        parts = authorization.split(None, 1)
+        if len(parts) == 2 and parts[0].lower() in SCHEMES:
+            return parts[1].strip()
+    pair = _first(offered_subprotocols(headers), SCHEMES)
+    return None if pair is None else pair[1]
+
+
+def client_session_id(headers: Headers) -> str | None:
+    """The client's ``x-deepgram-session-id`` (header first, else the subprotocol pair), kept to
+    printable ASCII without spaces and ``SESSION_ID_LIMIT`` characters; None when absent or
+    nothing is left."""
+    given = headers.get_all(SESSION_ID)
+    if given:
+        raw = given[0]
+    else:
+        pair = _first(offered_subprotocols(headers), (SESSION_ID,))
+        raw = "" if pair is None else pair[1]
+    kept = "".join(c for c in raw if "!" <= c <= "~")[:SESSION_ID_LIMIT]
+    return kept or None
 
 
 def is_authorized(headers: Headers, keys: Sequence[str]) -> bool:
@@ -60,11 +106,12 @@ def is_authorized(headers: Headers, keys: Sequence[str]) -> bool:
 
 
 def select_scheme(offered: Sequence[str]) -> str | None:
-    """The subprotocol to echo: ``token`` or ``bearer`` if offered (as spelled), else None."""
-    for entry in offered:
-        if entry.lower() in SCHEMES:
-            return entry
-    return None
+    """The subprotocol to echo, as offered: the scheme that carried the credential, else any
+    ``token``/``bearer`` entry (a browser fails the handshake unless one is echoed), else None."""
+    pair = _first(offered, SCHEMES)
+    if pair is not None:
+        return pair[0]
+    return next((entry for entry in offered if entry.lower() in SCHEMES), None)
 
 
 def unauthorized() -> Response:

@@ -14,6 +14,9 @@ the queue is long (a slow client), the receiver and the jobs wait for room: back
 
 A session that raises never takes the server down: the traceback is logged, the client gets
 ``Error{INTERNAL_SERVER_ERROR}`` and a close with 1000, and only this connection ends.
+
+Log lines name the session by :attr:`Pump.label`: harken's request id, and the client's own
+``x-deepgram-session-id`` when it sent one (already sanitised by ``auth.client_session_id``).
 """
 
 from __future__ import annotations
@@ -67,9 +70,14 @@ class Pump:
         runner: Runner,
         config: ServerConfig,
         metrics: Metrics,
+        *,
+        client_session: str | None = None,
     ) -> None:
         self.ws = ws
         self.session = session
+        self.label = session.request_id
+        if client_session is not None:
+            self.label += f" (client session {client_session})"
         self._runner = runner
         self._metrics = metrics
         self._loop = asyncio.get_running_loop()
@@ -112,7 +120,7 @@ class Pump:
             method(*args, now)
             effects = self.session.effects()
         except Exception:
-            log.exception("session %s failed in %s", self.session.request_id, method.__name__)
+            log.exception("session %s failed in %s", self.label, method.__name__)
             effects = self._crash(now)
         if effects:
             self._pending.extend(effects)
@@ -132,7 +140,7 @@ class Pump:
             self.session.fail(codes.INTERNAL_SERVER_ERROR, INTERNAL, now)
             effects = self.session.effects()
         except Exception:
-            log.exception("session %s could not fail cleanly", self.session.request_id)
+            log.exception("session %s could not fail cleanly", self.label)
         if any(isinstance(effect, CloseConnection) for effect in effects):
             return effects
         self._broken = True
@@ -163,6 +171,7 @@ class Pump:
                     task.cancel()
                 if self._ears is not None:
                     self._ears.close()
+        self._runner.forget(self.session.request_id)  # its KV cache, if the LLM keeps one
 
     async def _idle(self) -> None:
         """Nothing to execute: sleep until woken or until the session's next deadline."""
@@ -191,7 +200,7 @@ class Pump:
             await self._apply(effect)
         except Exception:
             name = type(effect).__name__
-            log.exception("session %s: executing %s failed", self.session.request_id, name)
+            log.exception("session %s: executing %s failed", self.label, name)
             if self._broken:  # failing to fail: drop the connection
                 self._closed = True
                 self.ws.transport.abort()
@@ -226,7 +235,7 @@ class Pump:
             try:
                 payload = data.encode()
             except UnicodeEncodeError:  # a lone surrogate the client sent, echoed back
-                log.warning("session %s: unencodable text replaced", self.session.request_id)
+                log.warning("session %s: unencodable text replaced", self.label)
                 payload = data.encode("utf-8", "replace")
         else:
             payload = data
@@ -293,7 +302,7 @@ class Pump:
         except ConnectionClosed:
             self._connection_lost()
         except Exception:
-            log.exception("receiver of session %s failed", self.session.request_id)
+            log.exception("receiver of session %s failed", self.label)
             self.stop(codes.INTERNAL_SERVER_ERROR, INTERNAL)
 
     def _hear(self, data: bytes) -> None:

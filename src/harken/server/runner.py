@@ -22,6 +22,7 @@ retryable error, the next config is tried and the client hears a ``JobWarning``
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -78,6 +79,7 @@ class Runner:
         self.function_timeout = function_timeout
         self._http = http
         self._own_http = http is None
+        self._forgetting: set[asyncio.Task[None]] = set()
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -89,6 +91,22 @@ class Runner:
         if self._own_http and self._http is not None:
             await self._http.aclose()
             self._http = None
+
+    def forget(self, session: str) -> None:
+        """A session ended: let every LLM that keeps per-session state (KV snapshots) drop it,
+        in the background (it queues on the model lane; the closing connection need not wait)."""
+        for llm in self.registry.engines.llm.values():
+            forget = getattr(llm, "forget", None)
+            if forget is not None:
+                task = asyncio.create_task(self._forget(forget, session))
+                self._forgetting.add(task)
+                task.add_done_callback(self._forgetting.discard)
+
+    async def _forget(self, forget: Callable[[str], Awaitable[None]], session: str) -> None:
+        try:
+            await forget(session)
+        except Exception:  # freeing memory must never disturb anything else
+            log.exception("could not drop the cache of session %s", session)
 
     async def run(self, job: Job, emit: Emit) -> None:
         """Run ``job`` to completion, reporting through ``emit``. Never raises (but cancels)."""

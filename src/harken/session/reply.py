@@ -82,42 +82,49 @@ def played(said: list[Said], seconds: float) -> str:
 
 
 @dataclass(slots=True)
-class Reply:
-    """State of the reply in progress. Timestamps are session ``now`` values (seconds)."""
+class Timing:
+    """When each step of a reply happened, as session ``now`` values (seconds)."""
 
-    reply_id: int
-    origin: Literal["llm", "inject", "greeting"]
-    started: float  # end of the user turn, or when the injection arrived
-    think_job: int | None = None
+    started: float  # end of the user's turn, or when the injection arrived
     think_started: float | None = None
-    think_done: bool = True
+    first_token_at: float | None = None  # the LLM's first output of any kind
     first_text_at: float | None = None
-    tool_calls: list[ToolCall] = field(default_factory=list)
-    round: int = 0  # think rounds: a tool call starts the next one
-    committed_round: int = -1  # rounds whose text is already in the conversation
-    said: list[Said] = field(default_factory=list)
-    held: bool = False  # speculative: nothing is spoken until the user's turn is final
-    parked: list[ProviderEvent] = field(default_factory=list)  # TTS output made while held
-    held_failure: str | None = None  # the LLM failed while held: said once the turn is final
-    round_text: str = ""  # LLM text of the current think round
-    round_calls: list[Call] = field(default_factory=list)  # function calls of the current round
+    first_tool_at: float | None = None
+    speak_started: float | None = None  # the first sentence went to the TTS
+    first_chunk_at: float | None = None  # the reply's first audio left the TTS (maybe parked)
+    audio_started: float | None = None  # the first audio frame went to the client
+    eou_latency: float | None = None  # the silence that ended the user's spoken turn
+    stt_latency: float | None = None  # end of turn -> its transcript (0: speculation had it)
     slow_warnings: int = 0
+
+
+@dataclass(slots=True)
+class Thought:
+    """The LLM side: think rounds (a round that calls functions is followed by another)."""
+
+    job: int | None = None
+    done: bool = True
+    round: int = 0
+    committed_round: int = -1  # rounds whose text is already in the conversation
+    text: str = ""  # LLM text of the current round
+    tool_calls: list[ToolCall] = field(default_factory=list)  # asked for, not called yet
+    calls: list[Call] = field(default_factory=list)  # function calls of the current round
+
+
+@dataclass(slots=True)
+class Voice:
+    """The speaking side: LLM text cut into sentences, one sentence at a time in the TTS."""
+
     buffer: str = ""
     chunks: int = 0  # sentences (or a first clause) cut from the LLM's text so far
     queue: deque[str] = field(default_factory=deque)
-    speak_job: int | None = None
-    speak_sentence: str = ""
-    speak_started: float | None = None
-    first_chunk_at: float | None = None  # the reply's first audio left the TTS (maybe parked)
-    eou_latency: float | None = None  # the silence that ended the user's spoken turn
-    stt_latency: float | None = None  # end of turn -> its transcript (0: speculation had it)
-    sentence_announced: bool = False
-    audio_started: float | None = None
+    job: int | None = None
+    sentence: str = ""  # the sentence in the TTS
+    announced: bool = False  # its ConversationText went out
+    said: list[Said] = field(default_factory=list)
 
-    def feed(self, text: str, now: float) -> None:
+    def feed(self, text: str) -> None:
         """Add streamed LLM text; complete sentences move to the speaking queue."""
-        if self.first_text_at is None and text.strip():
-            self.first_text_at = now
         sentences, self.buffer = split_sentences(self.buffer + text)
         if not sentences and self.chunks == 0:  # the reply's first words: a clause will do
             clause = split_first_clause(self.buffer)
@@ -134,20 +141,36 @@ class Reply:
             self.queue.append(rest)
             self.chunks += 1
 
+
+@dataclass(slots=True)
+class Reply:
+    """The reply in progress: who asked for it, its LLM rounds, its voice and its timing."""
+
+    reply_id: int
+    origin: Literal["llm", "inject", "greeting"]
+    timing: Timing
+    thought: Thought = field(default_factory=Thought)
+    voice: Voice = field(default_factory=Voice)
+    held: bool = False  # speculative: nothing is spoken until the user's turn is final
+    parked: list[ProviderEvent] = field(default_factory=list)  # TTS output made while held
+    failure: str | None = None  # the LLM failed while held: said once the turn is final
+
     def uncommitted(self, played_seconds: float | None = None) -> str:
         """Text said in rounds not yet in the conversation (all of it, or what was played)."""
-        said = [s for s in self.said if s.round > self.committed_round]
+        said = [s for s in self.voice.said if s.round > self.thought.committed_round]
         if played_seconds is None:
             return " ".join(s.text for s in said)
         return played(said, played_seconds)
 
     @property
     def finished(self) -> bool:
-        """Nothing more will be said: the LLM is done, the queue is empty, no TTS is running."""
+        """Nothing more will be said: the LLM is done, nothing is queued or in the TTS, and no
+        function the LLM asked for is still to be called (a held guess asks for them)."""
+        voice = self.voice
         return (
-            self.think_done
-            and not self.queue
-            and self.speak_job is None
-            and not self.buffer
-            and not self.tool_calls  # requested functions not called yet (a held guess)
+            self.thought.done
+            and not voice.queue
+            and voice.job is None
+            and not voice.buffer
+            and not self.thought.tool_calls
         )

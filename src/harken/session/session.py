@@ -17,11 +17,12 @@ from harken.protocol import messages as m
 from harken.protocol.codec import parse_client
 from harken.protocol.settings import ListenConfig, Provider, SpeakConfig, ThinkConfig
 from harken.session.effects import Effect, JobDone, JobFailed, ProviderEvent
-from harken.session.engine import AgentState, Engine
 from harken.session.history import Conversation
 from harken.session.listener import Listener, ListenerConfig
 from harken.session.outbox import Outbox
-from harken.session.state import Phase
+from harken.session.replies import AgentState
+from harken.session.state import Event, Phase, State
+from harken.session.turns import Cause, Turns
 
 C = TypeVar("C", ThinkConfig, SpeakConfig)
 
@@ -64,26 +65,34 @@ class Session:
         self.request_id = request_id
         self.limits = limits or SessionLimits()
         self.catalog = catalog
-        self.phase = Phase.AWAITING_SETTINGS
         self.settings: m.Settings | None = None
-        self.listen: ListenConfig | None = None
         self.started = now
         self.last_client_frame = now
         self.audio_bytes_in = 0
         self._warned_duration = False
+        self._warned_unheard = False
         self.out = Outbox()
-        self.engine = Engine(
-            self.out,
-            AgentState(function_call_timeout=self.limits.function_call_timeout),
-            Conversation(),
-        )
-        self.engine.speculate = self.limits.speculate
         self.listener = Listener(self.limits.listener)
+        agent = AgentState(function_call_timeout=self.limits.function_call_timeout)
+        self.turns = Turns(self.out, agent, self.listener, self)
+        self.turns.speculate = self.limits.speculate
         self.out.send(m.Welcome(request_id=request_id))
 
     @property
+    def state(self) -> State:
+        return self.turns.state
+
+    @property
+    def phase(self) -> Phase:
+        return self.turns.phase
+
+    @property
     def closed(self) -> bool:
-        return self.phase is Phase.CLOSED
+        return self.turns.state is State.CLOSED
+
+    @property
+    def listen(self) -> ListenConfig | None:
+        return self.turns.listen
 
     def effects(self) -> list[Effect]:
         return self.out.drain()
@@ -100,17 +109,8 @@ class Session:
             self.fail(exc.code, exc.description, now)
             return
         message = parsed.message
-        if self.phase is Phase.AWAITING_SETTINGS and not isinstance(
-            message, m.Settings | m.KeepAlive
-        ):
-            self.fail(
-                codes.NON_SETTINGS_MESSAGE_BEFORE_SETTINGS,
-                f"Received {message.type} before Settings. The first message on a connection "
-                "must be Settings.",
-                now,
-            )
-            return
-        if parsed.ignored:
+        early = self.phase is Phase.AWAITING_SETTINGS
+        if parsed.ignored and not (early and not isinstance(message, m.Settings | m.KeepAlive)):
             shown = ", ".join(parsed.ignored[:10]) + (" …" if len(parsed.ignored) > 10 else "")
             self.out.send(
                 m.Warning(
@@ -118,60 +118,65 @@ class Session:
                     description=f"Ignored unknown field(s) in {message.type}: {shown}",
                 )
             )
-        self._dispatch(message, now)
+        self.turns.fire(_event_of(message), Cause(now, message))
 
     def receive_audio(self, data: bytes, now: float) -> None:
         if self.closed:
             return
         self.last_client_frame = now
-        if self.phase is Phase.AWAITING_SETTINGS:
-            self.fail(
-                codes.NON_SETTINGS_MESSAGE_BEFORE_SETTINGS,
-                "Received binary audio before Settings. Send Settings first; audio may follow "
-                "at once, without waiting for SettingsApplied.",
-                now,
-            )
-            return
         self.audio_bytes_in += len(data)
+        self.turns.fire(Event.AUDIO, Cause(now))
+        if self.phase is Phase.ACTIVE and self.listen is None and not self._warned_unheard:
+            self._warned_unheard = True  # once: a text-only agent does not listen
+            self.out.send(
+                m.Warning(
+                    code=codes.AUDIO_IGNORED,
+                    description="Audio received, but Settings have no agent.listen: this agent "
+                    "is text-only and ignores audio. Add a listen provider to talk to it.",
+                )
+            )
 
     def receive_speech(self, probability: float, frame: bytes, now: float) -> None:
         """One 32 ms frame of the user's audio (16 kHz int16) and its VAD speech probability.
 
         The pump decodes and resamples the client's audio and runs the VAD; this turns frames
-        into turns. Frames before Settings or after close are ignored.
+        into turns. Frames before Settings, after close or without a listen provider (a
+        text-only agent) are ignored.
         """
-        if self.phase is not Phase.ACTIVE:
+        if self.phase is not Phase.ACTIVE or self.listen is None:
             return
         event = self.listener.feed(probability, frame)
         if event is not None:
-            self.engine.hear(event, self.listen, now)
+            self.turns.hear(event, now)
 
     def receive_provider(self, event: ProviderEvent, now: float) -> None:
         """Output of a provider job. Output of jobs that are not live is dropped here."""
         kind = self.out.live.get(event.job_id)
         if kind is None or self.closed:
             return
-        self.engine.on_provider(event, kind, now)
+        self.turns.on_provider(event, kind, now)
         if isinstance(event, JobDone | JobFailed):
             self.out.done(event.job_id)
 
     def tick(self, now: float) -> None:
         if self.closed:
             return
-        elapsed = now - self.started
-        if elapsed >= self.limits.max_duration:
+        # compared with the very sums next_deadline() returns: a tick at a deadline always fires
+        # it, whatever the float rounding of now - started
+        if now >= self.started + self.limits.max_duration:
             self.fail(
                 codes.MAXIMUM_SESSION_LENGTH_REACHED,
                 f"The session reached the maximum length of {self.limits.max_duration:g} seconds.",
                 now,
             )
             return
-        if now - self.last_client_frame >= self.limits.idle_timeout:
+        if now >= self.last_client_frame + self.limits.idle_timeout:
             self.fail(codes.CLIENT_MESSAGE_TIMEOUT, IDLE_DESCRIPTION, now)
             return
-        if elapsed >= self.limits.duration_warning and not self._warned_duration:
+        warn_at = self.started + self.limits.duration_warning
+        if now >= warn_at and not self._warned_duration:
             self._warned_duration = True
-            left = self.limits.max_duration - elapsed
+            left = self.limits.max_duration - (now - self.started)
             self.out.send(
                 m.Warning(
                     code=codes.MAXIMUM_SESSION_LENGTH_APPROACHING,
@@ -180,20 +185,16 @@ class Session:
                 )
             )
         if self.phase is Phase.ACTIVE:
-            self.engine.tick(now)
+            self.turns.replies.tick(now)
 
     def fail(self, code: str, description: str, now: float) -> None:
         """A fatal error: send ``Error``, cancel every job, close with 1000."""
-        if self.closed:
-            return
-        self.out.cancel_all()
-        self.out.send(m.Error(code=code, description=description))
-        self.out.close(1000, code)
-        self.phase = Phase.CLOSED
+        if not self.closed:
+            self.turns.fire(Event.FATAL, Cause(now, code=code, text=description))
 
     def connection_lost(self, now: float) -> None:
-        self.out.cancel_all()
-        self.phase = Phase.CLOSED
+        if not self.closed:
+            self.turns.fire(Event.CONNECTION_LOST, Cause(now))
 
     def next_deadline(self) -> float | None:
         if self.closed:
@@ -204,66 +205,47 @@ class Session:
         else:
             deadlines.append(self.started + self.limits.duration_warning)
         if self.phase is Phase.ACTIVE:
-            engine = self.engine.next_deadline()
-            if engine is not None:
-                deadlines.append(engine)
+            replies = self.turns.replies.next_deadline()
+            if replies is not None:
+                deadlines.append(replies)
         return min(deadlines)
 
-    # ------------------------------------------------------------------ messages
+    # ------------------------------------------------------------------ the table's host
 
-    def _dispatch(self, message: m.ClientMessage, now: float) -> None:
-        match message:
-            case m.Settings():
-                self._settings(message, now)
-            case m.KeepAlive():
-                pass
-            case m.UpdatePrompt():
-                self._update_prompt(message)
-            case m.UpdateSpeak():
-                self._update_speak(message)
-            case m.UpdateThink():
-                self._update_think(message)
-            case m.UpdateListen():
-                self._update_listen(message, now)
-            case m.InjectUserMessage():
-                self.engine.user_text(message.content, now)
-            case m.InjectAgentMessage():
-                self.engine.inject_agent(message, now)
-            case _:
-                self.engine.function_response(message, now)
+    def close_with_error(self, code: str, description: str) -> None:
+        self.out.cancel_all()
+        self.listener.reset()
+        self.out.send(m.Error(code=code, description=description))
+        self.out.close(1000, code)
 
-    def _settings(self, settings: m.Settings, now: float) -> None:
-        if self.phase is not Phase.AWAITING_SETTINGS:
-            self.fail(
-                codes.SETTINGS_ALREADY_APPLIED,
-                "Settings were already applied to this connection; use UpdatePrompt, "
-                "UpdateSpeak, UpdateThink or UpdateListen to change them.",
-                now,
-            )
-            return
-        agent = settings.agent
+    def shut(self) -> None:
+        self.out.cancel_all()
+        self.listener.reset()
+
+    def apply_settings(self, message: m.ClientMessage, now: float) -> None:
+        assert isinstance(message, m.Settings)
+        agent = message.agent
         problem = self._problem(agent.listen) if agent.listen is not None else None
         think, think_problem = self._servable(agent.think, "think")
         speak, speak_problem = self._servable(agent.speak, "speak")
         problem = problem or think_problem or speak_problem
         if problem is not None:
-            self.fail(codes.INVALID_SETTINGS, problem, now)
+            self.turns.fire(Event.FATAL, Cause(now, code=codes.INVALID_SETTINGS, text=problem))
             return
-        self.settings = settings
-        self.listen = agent.listen
-        self.phase = Phase.ACTIVE
-        state = self.engine.agent
+        self.settings = message
+        self.turns.listen = agent.listen
+        state = self.turns.agent
         # omitted think/speak: the server's default engines (a provider without a type)
         state.think = think or (ThinkConfig(provider=Provider(type="")),)
         state.speak = speak or (SpeakConfig(provider=Provider(type="")),)
         state.prompt = agent.think[0].prompt if agent.think else ""
-        state.output = settings.audio.output
-        state.history, state.experimental = settings.flags.history, settings.experimental
+        state.output = message.audio.output
+        state.history = message.flags.history
         if agent.context is not None:
-            self.engine.conversation = Conversation(agent.context.messages)
+            self.turns.replies.conversation = Conversation(agent.context.messages)
         self.out.send(m.SettingsApplied())
-        self.engine.prime()
-        self._opening(settings, now)
+        self.turns.replies.prime()
+        self._opening(message, now)
 
     def _opening(self, settings: m.Settings, now: float) -> None:
         """The greeting, or (early-access ``context.replay``) the last assistant message."""
@@ -275,18 +257,36 @@ class Session:
             ]
             text = said[-1] if said else None
         if text:
-            self.engine.agent_text(text, "greeting", now)
+            greeting = m.InjectAgentMessage(message=text)
+            self.turns.fire(Event.INJECT_AGENT, Cause(now, greeting))
+
+    def apply_update(self, message: m.ClientMessage, now: float) -> None:
+        match message:
+            case m.UpdatePrompt():
+                self._update_prompt(message)
+            case m.UpdateSpeak():
+                self._update_speak(message)
+            case m.UpdateThink():
+                self._update_think(message)
+            case _:
+                assert isinstance(message, m.UpdateListen)  # the UPDATE event's fourth kind
+                self._update_listen(message)
 
     def _update_prompt(self, message: m.UpdatePrompt) -> None:
-        state = self.engine.agent
-        state.prompt = f"{state.prompt}\n{message.prompt}" if message.append else message.prompt
+        """Deepgram (December 2026): UpdatePrompt adds to the prompt, it does not replace it."""
+        state = self.turns.agent
+        state.prompt = f"{state.prompt}\n{message.prompt}" if state.prompt else message.prompt
         self.out.send(m.PromptUpdated())
-        self.engine.prime()
+        self.turns.replies.prime()
 
-    def _update_listen(self, message: m.UpdateListen, now: float) -> None:
+    def _update_listen(self, message: m.UpdateListen) -> None:
+        """Tune the listen provider: keyterms, language, thresholds (merged into the current
+        options). Its type and model cannot change mid-session."""
         current = self.listen.provider if self.listen else None
         new = message.listen.provider
-        if current is None or (current.type, current.model) != (new.type, new.model):
+        same = current is not None and new.type in ("", current.type)
+        same = same and current is not None and new.model in (None, current.model)
+        if current is None or not same:
             self.out.send(
                 m.Warning(
                     code=codes.INVALID_SETTINGS,
@@ -295,7 +295,8 @@ class Session:
                 )
             )
             return
-        self.listen = message.listen
+        merged = Provider(current.type, current.model, {**current.options, **new.options})
+        self.turns.listen = ListenConfig(merged)
         self.out.send(m.ListenUpdated())
 
     def _update_speak(self, message: m.UpdateSpeak) -> None:
@@ -303,7 +304,7 @@ class Session:
         if problem is not None:  # refused with a Warning, not fatal
             self.out.send(m.Warning(code=codes.INVALID_SETTINGS, description=problem))
             return
-        self.engine.agent.speak = speak
+        self.turns.agent.speak = speak
         self.out.send(m.SpeakUpdated())
 
     def _update_think(self, message: m.UpdateThink) -> None:
@@ -311,10 +312,10 @@ class Session:
         if problem is not None:
             self.out.send(m.Warning(code=codes.INVALID_SETTINGS, description=problem))
             return
-        self.engine.agent.think = think
-        self.engine.agent.prompt = think[0].prompt or self.engine.agent.prompt
+        self.turns.agent.think = think
+        self.turns.agent.prompt = think[0].prompt or self.turns.agent.prompt
         self.out.send(m.ThinkUpdated())
-        self.engine.prime()
+        self.turns.replies.prime()
 
     def _problem(self, part: ListenConfig | ThinkConfig | SpeakConfig) -> str | None:
         return self.catalog.problem(part) if self.catalog else None
@@ -340,3 +341,28 @@ class Session:
                     )
                 )
         return tuple(kept), None
+
+
+_EVENTS: dict[type, Event] = {
+    m.Settings: Event.SETTINGS,
+    m.UpdatePrompt: Event.UPDATE,
+    m.UpdateSpeak: Event.UPDATE,
+    m.UpdateThink: Event.UPDATE,
+    m.UpdateListen: Event.UPDATE,
+    m.InjectUserMessage: Event.INJECT_USER,
+    m.FunctionCallResponse: Event.FUNCTION_RESPONSE,
+    m.KeepAlive: Event.KEEPALIVE,
+    m.ForceEndTurn: Event.FORCE_END_TURN,
+    m.Unsupported: Event.UNSUPPORTED,
+}
+_BEHAVIORS = {
+    "default": Event.INJECT_AGENT,
+    "queue": Event.QUEUE_AGENT,
+    "interrupt": Event.INTERRUPT_AGENT,
+}
+
+
+def _event_of(message: m.ClientMessage) -> Event:
+    if isinstance(message, m.InjectAgentMessage):
+        return _BEHAVIORS[message.behavior]
+    return _EVENTS[type(message)]

@@ -1,10 +1,12 @@
 """Embedded LLM providers.
 
 * :class:`~harken.providers.llm.llama.LlamaLLM`: llama.cpp (llama-cpp-python) running
-  Qwen2.5-Coder-0.5B-Instruct (``qwen2.5-coder-0.5b``, the default) or 1.5B
-  (``qwen2.5-coder-1.5b``, the quality option) from a GGUF; streaming, grammar-constrained tool
+  Qwen2.5-Coder-1.5B-Instruct (``qwen2.5-coder-1.5b``, the default) or 0.5B
+  (``qwen2.5-coder-0.5b``, the low-memory option) from a GGUF; streaming, grammar-constrained tool
   calls with a "no tool" choice, per-session system prompts kept in the KV cache.
 * :mod:`~harken.providers.llm.tools`: the prompt format and the tool-choice grammar.
+* :class:`~harken.providers.llm.openai_http.OpenAILLM`: any OpenAI-compatible chat-completions
+  server (not embedded: the operator's or the client's model server).
 
 Importing this package is cheap: ``llama_cpp`` is imported only when :class:`LlamaLLM` is used.
 """

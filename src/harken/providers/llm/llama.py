@@ -5,14 +5,15 @@ One model per process: every :class:`LlamaLLM` for the same file shares one load
 :class:`~harken.engines.lane.ComputeLane`: one step per decoded token, and prompts in steps of
 ``prefill_chunk`` tokens, so other sessions' speech and transcription interleave with a reply.
 
-**KV cache.** llama.cpp keeps one KV cache. The engine knows which tokens it holds and keeps RAM
-snapshots of it (``llama_state_seq_get_data``, ~12 KB per token for the 0.5B) under *slots*:
-a session's answer context and its tool-choice context, LRU-bounded by ``cache_bytes``. Before a
-step overwrites unsaved tokens, they are saved: under the reply's own key while it is still
-running, else under its slot. A step then continues from whichever of the live cache or a
-snapshot shares the longest prefix with its tokens. So ``prime`` evaluates a session's system
-message once (``BACKGROUND`` priority) and it stays however many other sessions talk; two
-replies interleave token by token, each restoring its own context in milliseconds; and a
+**KV cache.** llama.cpp keeps one KV cache; :mod:`harken.providers.llm.kv` knows which
+tokens it holds and for which session, and keeps RAM snapshots of it
+(``llama_state_seq_get_data``, ~12 KB per token for the 0.5B) under *slots*: a session's answer
+context and its tool-choice context, LRU-bounded by ``cache_bytes``. A step continues from
+whichever of the live cache or a snapshot shares the longest prefix with its tokens that its
+session may reuse: all of its own, and of another session's only a whole system message (with
+the opening of the next message), never anything said. So ``prime`` evaluates a session's
+system message once (``BACKGROUND`` priority) and it stays however many other sessions talk;
+two replies interleave token by token, each restoring its own context in milliseconds; and a
 finished turn stays cached, so the next turn evaluates only the new messages.
 
 **Decoding.** Greedy unless a temperature > 0 is given. An answer stops at an end-of-generation
@@ -27,7 +28,7 @@ import codecs
 import ctypes
 import threading
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -36,17 +37,14 @@ from pathlib import Path
 from typing import Final, cast
 
 import llama_cpp
-import numpy as np
-import numpy.typing as npt
 
 from harken.engines.lane import BACKGROUND, SESSION, ComputeLane
 from harken.errors import ModelError, ProviderError
 from harken.protocol.settings import FunctionDef
 from harken.providers.base import Capabilities, LLMOutput, LLMText, LLMToolCalls
-from harken.providers.llm import tools
+from harken.providers.llm import kv, tools
 from harken.session.effects import ChatMessage, ToolCall
 
-Tokens = npt.NDArray[np.intc]
 _FIX: Final = "check it with `harken models --verify` and re-assemble it with `make install`"
 _LIBRARY_ERRORS: Final = (ValueError, RuntimeError, OSError)
 
@@ -62,18 +60,6 @@ class TurnStats:
     output_tokens: int
 
 
-@dataclass(frozen=True, slots=True)
-class _Snapshot:
-    tokens: Tokens
-    data: ctypes.Array[ctypes.c_uint8]
-
-
-def _common(a: Tokens, b: Tokens) -> int:
-    n = min(len(a), len(b))
-    differ = np.flatnonzero(a[:n] != b[:n])
-    return int(differ[0]) if len(differ) else n
-
-
 def _load(path: Path, n_ctx: int, n_threads: int) -> llama_cpp.Llama:
     if not path.is_file():
         raise ModelError(f"the LLM model file {path} is missing; run `make install`")
@@ -85,115 +71,81 @@ def _load(path: Path, n_ctx: int, n_threads: int) -> llama_cpp.Llama:
         raise ModelError(f"llama.cpp cannot load {path} ({exc}); is it corrupt? {_FIX}") from exc
 
 
+class _Context:
+    """llama.cpp's context as :class:`kv.Cache` sees it: sequence 0 of its KV memory."""
+
+    def __init__(self, llm: llama_cpp.Llama) -> None:
+        memory = llama_cpp.llama_get_memory(llm.ctx)
+        assert memory is not None
+        self.llm, self.memory = llm, memory
+
+    def held(self) -> kv.Tokens:
+        return self.llm.input_ids[: self.llm.n_tokens]
+
+    def positions(self) -> tuple[int, int]:
+        first = llama_cpp.llama_memory_seq_pos_min(self.memory, 0)
+        return int(first), int(llama_cpp.llama_memory_seq_pos_max(self.memory, 0))
+
+    def eval(self, tokens: Sequence[int]) -> None:
+        self.llm.eval(tokens)
+
+    def truncate(self, n: int) -> bool:
+        removed = bool(llama_cpp.llama_memory_seq_rm(self.memory, -1, n, -1))
+        self.llm.n_tokens = min(n, self.llm.n_tokens)
+        return removed
+
+    def clear(self) -> None:
+        llama_cpp.llama_memory_clear(self.memory, False)  # metadata: cells are free
+        self.llm.n_tokens = 0
+
+    def save(self, budget: int) -> tuple[object, int] | None:
+        ctx = self.llm.ctx
+        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
+        if size > budget:
+            return None
+        data = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data(ctx, data, size, 0) == 0:
+            return None
+        return data, size
+
+    def load(self, state: object, tokens: kv.Tokens) -> bool:
+        self.clear()
+        data = cast(ctypes.Array[ctypes.c_uint8], state)
+        if llama_cpp.llama_state_seq_set_data(self.llm.ctx, data, ctypes.sizeof(data), 0) == 0:
+            return False
+        self.llm.input_ids[: len(tokens)] = tokens
+        self.llm.n_tokens = len(tokens)
+        return True
+
+
 class _Engine:
-    """A loaded model, what its KV cache holds, and the slots' snapshots. Lane thread only."""
+    """A loaded model and its KV cache (:class:`kv.Cache`). Lane thread only, under ``lock``."""
 
     def __init__(self, path: Path, n_ctx: int, n_threads: int, cache_bytes: int) -> None:
         self.llm = llm = _load(path, n_ctx, n_threads)
         self.lock = threading.Lock()  # two lanes sharing a model would still take turns
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
-        memory = llama_cpp.llama_get_memory(llm.ctx)
-        assert vocab is not None and memory is not None
-        self.vocab, self.memory, self.cache_bytes = vocab, memory, cache_bytes
+        assert vocab is not None
+        self.vocab, self.cache = vocab, kv.Cache(_Context(llm), cache_bytes)
         is_eog, is_control = llama_cpp.llama_vocab_is_eog, llama_cpp.llama_vocab_is_control
         stop = [t for t in range(llm.n_vocab()) if is_eog(vocab, t) or is_control(vocab, t)]
         self.stop = frozenset(stop)
         self.never = dict.fromkeys(stop, float("-inf"))  # logit bias: no empty answer
-        self.snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
-        self.owner: object | None = None  # the job whose tokens the cache holds
-        self.dirty: tuple[str, object | None] | None = None  # unsaved tokens: (slot, live job)
 
     def tokenize(self, pieces: Iterable[tools.Piece]) -> list[int]:
         encode = self.llm.tokenize
         return [t for text, special in pieces for t in encode(text.encode(), False, special)]
 
-    def claim(self, job: object, slot: str, target: Sequence[int], *, logits: bool = True) -> int:
-        """Make the cache hold the longest available prefix of ``target``; return its length.
-
-        With ``logits`` the last token never counts as held: it is evaluated again to sample
-        what follows. A job that rewrites its tokens (not only appends) calls :meth:`release`.
-        """
-        llm = self.llm
-        limit = len(target) - 1 if logits else len(target)
-        if self.owner is job and llm.n_tokens <= limit:
-            return llm.n_tokens
-        ids = np.asarray(target, dtype=np.intc)
-        keep = _common(llm.input_ids[: llm.n_tokens], ids)
-        found = max(((_common(s.tokens, ids), k) for k, s in self.snapshots.items()), default=None)
-        if found is not None and found[0] > keep:
-            self._park(slot, job)
-            self._restore(self.snapshots[found[1]])
-            self.snapshots.move_to_end(found[1])
-            keep = found[0]
-        if min(keep, limit) < llm.n_tokens:
-            self._park(slot, job)
-            self._truncate(min(keep, limit))
-        self.owner = job
-        return llm.n_tokens
-
-    def eval(self, slot: str, job: object, tokens: Sequence[int]) -> None:
-        if tokens:
-            self.llm.eval(tokens)
-            self.dirty = (slot, job)
-
-    def release(self, job: object) -> None:
-        """``job`` is over (or changes slot): its tokens are now just its slot's context."""
-        if self.dirty is not None and self.dirty[1] is job:
-            self.dirty = (self.dirty[0], None)
-        self.snapshots.pop(f"#{id(job)}", None)
-        self.owner = None if self.owner is job else self.owner
-
-    def adopt(self, slot: str, target: Sequence[int]) -> bool:
-        """Let ``slot`` share a snapshot that already starts with ``target``; True if one does."""
-        ids, own = np.asarray(target, dtype=np.intc), self.snapshots.get(slot)
-        for snapshot in ([own] if own else []) + list(self.snapshots.values()):  # own first
-            if len(snapshot.tokens) >= len(ids) and _common(snapshot.tokens, ids) == len(ids):
-                self.snapshots[slot] = snapshot
-                self.snapshots.move_to_end(slot)
-                return True
-        return False
-
-    def save(self, slot: str) -> None:
-        """Snapshot the cache as ``slot``'s; evict the least recently used beyond the budget."""
-        ctx, n = self.llm.ctx, self.llm.n_tokens
-        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-        if n == 0 or size > self.cache_bytes:
-            return
-        data = (ctypes.c_uint8 * size)()
-        if llama_cpp.llama_state_seq_get_data(ctx, data, size, 0) == 0:
-            return
-        self.snapshots[slot] = _Snapshot(self.llm.input_ids[:n].copy(), data)
-        self.snapshots.move_to_end(slot)
-        self.dirty = None
-        while self.snapshots:
-            unique = {id(s): ctypes.sizeof(s.data) for s in self.snapshots.values()}
-            if sum(unique.values()) <= self.cache_bytes:
-                break
-            self.snapshots.popitem(last=False)
-
-    def _park(self, slot: str, job: object) -> None:
-        """Save unsaved tokens of another slot or job before they are overwritten.
-
-        A live job's tokens are saved under its own key (dropped by :meth:`release`), so
-        concurrent jobs never overwrite each other's progress, not even in one slot.
-        """
-        if self.dirty is not None and self.dirty != (slot, job):
-            owner, writer = self.dirty
-            self.save(owner if writer is None else f"#{id(writer)}")
-
-    def _restore(self, snapshot: _Snapshot) -> None:
-        self._truncate(0)
-        data = snapshot.data
-        if llama_cpp.llama_state_seq_set_data(self.llm.ctx, data, ctypes.sizeof(data), 0) == 0:
-            self._truncate(0)
-            raise RuntimeError("llama.cpp could not restore a KV cache snapshot")
-        n = len(snapshot.tokens)
-        self.llm.input_ids[:n] = snapshot.tokens
-        self.llm.n_tokens = n
-
-    def _truncate(self, n: int) -> None:
-        llama_cpp.llama_memory_seq_rm(self.memory, -1, n, -1)
-        self.llm.n_tokens = n
+    def render(self, pieces: Sequence[tools.Piece]) -> tuple[list[int], tuple[int, ...]]:
+        """The tokens of ``pieces``, and their lengths at the marks of :func:`tools.shared`."""
+        tokens: list[int] = []
+        marks: list[int] = []
+        cuts = tools.shared(pieces)
+        for count, piece in enumerate(pieces, 1):
+            tokens += self.tokenize([piece])
+            if count in cuts:
+                marks.append(len(tokens))
+        return tokens, tuple(marks)
 
 
 _NEXT: Final[list[tools.Piece]] = [("<|im_start|>user\n", True)]
@@ -266,7 +218,8 @@ class _Turn:
     ) -> None:
         self.session, self.messages, self.functions = session, messages, functions
         self.temperature = temperature
-        self.slot, self.prompt, self.decoded = session, 0, 0
+        self.kv = kv.Job(session, session)  # its slot and shared marks change with its phase
+        self.prompt, self.decoded = 0, 0
         self.tokens: list[int] = []
         self.stats: tuple[int, int] | None = None  # first prompt's (size, cached)
         self.choice: tools.Choice | None = None
@@ -315,6 +268,15 @@ class LlamaLLM:
         except _LIBRARY_ERRORS as exc:
             raise ProviderError(f"llama.cpp failed to prime the prompt: {exc}") from exc
 
+    async def forget(self, session: str) -> None:
+        """Drop what the KV cache keeps of ``session`` (for the server, when it has ended)."""
+
+        def drop() -> None:
+            with self._engine.lock:
+                self._engine.cache.forget(session)
+
+        await self._lane.run(drop, key=session, what="forget")
+
     async def stream(
         self,
         messages: Sequence[ChatMessage],
@@ -348,23 +310,24 @@ class LlamaLLM:
         if functions:
             slots.append((f"{session}/tools", functions))
         for slot, offered in slots:
-            job = object()
+            job, cache = kv.Job(session, slot), engine.cache
             with engine.lock:
-                tokens = engine.tokenize(tools.render(messages, offered, reply=False) + _NEXT)
-                done = engine.adopt(slot, tokens)
+                pieces = tools.render(messages, offered, reply=False) + _NEXT
+                tokens, job.shared = engine.render(pieces)
+                done = cache.adopt(job, tokens)
             try:
                 while not done:
                     with engine.lock:
-                        have = engine.claim(job, slot, tokens, logits=False)
-                        engine.eval(slot, job, tokens[have : have + self.prefill_chunk])
+                        have = cache.claim(job, tokens, logits=False)
+                        cache.eval(job, tokens[have : have + self.prefill_chunk])
                         done = engine.llm.n_tokens == len(tokens)
                         if done:
-                            engine.save(slot)
+                            cache.save(slot)
                     if not done:
                         yield None
             finally:
                 with engine.lock:
-                    engine.release(job)
+                    cache.release(job)
 
     def _turn_steps(self, job: _Turn) -> Iterator[LLMOutput | None]:
         try:
@@ -377,7 +340,7 @@ class LlamaLLM:
                     return
         finally:
             with self._engine.lock:
-                self._engine.release(job)
+                self._engine.cache.release(job.kv)
             if job.sampler is not None:
                 job.sampler.close()
 
@@ -385,21 +348,21 @@ class LlamaLLM:
         """Start the tool choice (with ``functions``) or the answer: prompt, slot, sampler."""
         engine, messages = self._engine, list(job.messages)
         while True:  # drop the oldest messages while the prompt is too long
-            job.tokens = engine.tokenize(tools.render(messages, functions))
+            job.tokens, job.kv.shared = engine.render(tools.render(messages, functions))
             if len(job.tokens) + self.max_tokens <= engine.llm.n_ctx() or len(messages) <= 2:
                 break
             del messages[1 if messages[0].role == "system" else 0]
         if len(job.tokens) + 16 > engine.llm.n_ctx():
             raise ProviderError("the conversation does not fit the model's context", retryable=True)
-        engine.release(job)
+        engine.cache.release(job.kv)
         job.prompt, job.decoded = len(job.tokens), 0
         if job.sampler is not None:
             job.sampler.close()
         if functions:
-            job.slot, job.choice = f"{job.session}/tools", tools.Choice(functions)
+            job.kv.slot, job.choice = f"{job.session}/tools", tools.Choice(functions)
             job.sampler = _Sampler(engine, grammar=tools.grammar(functions))
         else:
-            job.slot, job.choice = job.session, None
+            job.kv.slot, job.choice = job.session, None
             job.sampler = _Sampler(engine, job.temperature, bias=engine.never)
 
     def _step(self, job: _Turn) -> tuple[LLMOutput | None, bool]:
@@ -408,9 +371,9 @@ class LlamaLLM:
         if job.sampler is None:
             offer = tools.needs_choice(job.messages, job.functions)
             self._phase(job, job.functions if offer else ())
-        have = engine.claim(job, job.slot, job.tokens)
+        have = engine.cache.claim(job.kv, job.tokens)
         job.stats = job.stats or (len(job.tokens), have)
-        engine.eval(job.slot, job, job.tokens[have : have + self.prefill_chunk])
+        engine.cache.eval(job.kv, job.tokens[have : have + self.prefill_chunk])
         if engine.llm.n_tokens < len(job.tokens):
             return None, False
         if engine.llm.n_tokens >= engine.llm.n_ctx() - 1:

@@ -38,21 +38,28 @@ from harken.session.effects import ChatMessage, ToolCall
 
 VOICE_NOTE: Final = (
     "You are talking with the user by voice. Answer in one to three short spoken sentences of "
-    "plain text: no markdown, lists, code or emoji."
+    "plain text: no markdown, lists, code or emoji. Be correct and careful: if something the "
+    "user asks about is dangerous, say clearly that it is not safe and why. The user's words "
+    "come from speech recognition, so they may be a fragment or something overheard from a "
+    "phone or a TV: then answer briefly or ask what they meant. Never refuse an ordinary "
+    "request."
 )
 DECIDE: Final = '{"tool": "'
 NONE: Final = "none"
 TOOLS_NOTE: Final = (
-    "Reply with one line of JSON only. If the user's last message asks for something one of "
-    'the tools does, call it: {"tool": "<tool name>", "arguments": {...}}. Otherwise (chat, '
-    'questions, anything else) reply {"tool": "none"}.'
+    "Reply with one line of JSON only. Call a tool only if the user's last message asks for "
+    'exactly what that tool does: {"tool": "<tool name>", "arguments": {...}}. Otherwise '
+    "(chat, questions, general knowledge, numbers, fragments, anything else) reply "
+    '{"tool": "none"}.'
 )
 EXAMPLES: Final = "Examples:\n" + "\n".join(
     f'User: {text}\n{{"tool": "none"}}'
     for text in (
         "How are you?",
         "What is the capital of Italy?",
+        "How many seconds are there in a minute?",
         "Tell me a story about a dog.",
+        "So what is it in",
         "Thanks, that is all.",
     )
 )
@@ -91,6 +98,15 @@ def _arguments(call: ToolCall) -> str:
 def _result(call: ToolCall | None, content: str) -> str:
     what = f"The function {call.name} was called with {_arguments(call)}" if call else "A function"
     return f"{what} and returned: {content}\n{RESULT_NOTE}"
+
+
+def shared(pieces: Sequence[Piece]) -> tuple[int, ...]:
+    """The piece counts before which nothing said has begun: after the system block, and after
+    the markup that opens the next message (other sessions may reuse such a prefix whole)."""
+    system = len(_block("system", ""))
+    if len(pieces) < system:
+        return ()
+    return (system, system + 1) if len(pieces) > system and pieces[system][1] else (system,)
 
 
 def render(
