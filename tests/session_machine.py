@@ -49,6 +49,7 @@ from harken.session.effects import (
     ToolCall,
     ToolCalls,
     Transcript,
+    TurnScore,
 )
 from harken.session.listener import FRAME_SECONDS, ListenerConfig
 from harken.session.session import Session, SessionLimits
@@ -80,8 +81,11 @@ FATAL_BY_INPUT: dict[str, set[str]] = {
 }
 
 
-def _settings(greeting: bool, history: bool, container: str) -> dict[str, Any]:
+def _settings(greeting: bool, history: bool, container: str, flux: bool) -> dict[str, Any]:
     settings = json.loads(json.dumps(SETTINGS))
+    if flux:  # semantic end of turn: the end-of-turn model is asked at each pause
+        provider = {"type": "deepgram", "version": "v2", "model": "flux-general-en"}
+        settings["agent"]["listen"] = {"provider": provider | {"eot_timeout_ms": 800}}
     if greeting:
         settings["agent"]["greeting"] = "Hello there. How can I help?"
     settings["flags"] = {"history": history}
@@ -94,7 +98,7 @@ texts = st.text(max_size=12)
 behaviors = st.sampled_from([None, "default", "queue", "interrupt", "bogus"])
 
 SETTINGS_MESSAGES = st.builds(
-    _settings, st.booleans(), st.booleans(), st.sampled_from(["none", "wav"])
+    _settings, st.booleans(), st.booleans(), st.sampled_from(["none", "wav"]), st.booleans()
 )
 CLIENT_MESSAGES = st.one_of(
     st.builds(lambda p: {"type": "UpdatePrompt", "prompt": p}, texts),
@@ -353,6 +357,8 @@ def _outputs(draw: st.DrawFn, kind: str, job_id: int) -> ProviderEvent:
         out = st.builds(AudioChunk, st.just(job_id), st.sampled_from([b"", b"\x00\x01" * 480]))
     elif kind == "function":
         out = st.builds(FunctionResult, st.just(job_id), st.just('{"ok": true}'))
+    elif kind == "turn":
+        out = st.builds(TurnScore, st.just(job_id), st.sampled_from([0.0, 0.5, 0.7, 1.0]))
     else:
         out = st.nothing()
     return draw(out | end)

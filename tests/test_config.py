@@ -126,3 +126,21 @@ def test_embedded_model_choices() -> None:
         load_config(None, {}, {"stt_multilingual_model": "piper-joe"})
     with pytest.raises(ConfigError, match="stt_model: unknown stt model ''"):
         load_config(None, {}, {"stt_model": ""})
+
+
+def test_turn_detection_settings_are_checked() -> None:
+    config = load_config(None, {"HARKEN_TURN_DETECTION": "semantic", "HARKEN_EOT_THRESHOLD": "0.8"})
+    assert (config.turn_detection, config.eot_threshold, config.turn_model) == (
+        "semantic",
+        0.8,
+        "smart-turn-v3.2",
+    )
+    for env, words in (
+        ({"HARKEN_TURN_DETECTION": "vibes"}, "turn_detection"),
+        ({"HARKEN_EOT_THRESHOLD": "1.5"}, "eot_threshold"),
+        ({"HARKEN_TURN_DETECTION": "semantic", "HARKEN_TURN_MODEL": ""}, "needs a turn_model"),
+        ({"HARKEN_TURN_MODEL": "whisper-base"}, "unknown turn model"),
+        ({"HARKEN_EOT_TIMEOUT_MS": "100"}, "eot_timeout_ms"),
+    ):
+        with pytest.raises(ConfigError, match=words):
+            load_config(None, env)

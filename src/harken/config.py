@@ -133,6 +133,13 @@ class ServerConfig:
     end_of_turn_ms: int = 544  # silence that ends the user's turn
     speculate: bool = True  # start STT and the LLM at the first short pause
     speculate_after_ms: int = 128  # the short pause
+    # end of turn: "silence" (end_of_turn_ms of it), or "semantic": the end-of-turn model is
+    # asked at the short pause and ends the turn there when it says complete (>= eot_threshold),
+    # else eot_timeout_ms of silence does. Flux listen settings ask for "semantic" per session.
+    turn_detection: str = "silence"
+    eot_threshold: float = 0.7
+    eot_timeout_ms: int = 1500
+    turn_model: str = "smart-turn-v3.2"  # the end-of-turn model (catalog id); "" loads none
 
     @property
     def open_mode(self) -> bool:
@@ -235,6 +242,10 @@ _COERCE: dict[str, Callable[[str, object], object]] = {
     "end_of_turn_ms": _as_int,
     "speculate": _as_bool,
     "speculate_after_ms": _as_int,
+    "turn_detection": _as_str,
+    "eot_threshold": _as_float,
+    "eot_timeout_ms": _as_int,
+    "turn_model": _as_str,
 }
 _POSITIVE = (
     "idle_timeout",
@@ -254,6 +265,7 @@ _POSITIVE = (
     "model_threads",
     "end_of_turn_ms",
     "speculate_after_ms",
+    "eot_timeout_ms",
 )
 
 
@@ -386,6 +398,14 @@ def _validate(config: ServerConfig) -> ServerConfig:
         raise ConfigError("speculate_after_ms: must be shorter than end_of_turn_ms")
     if config.shutdown_grace < 0:
         raise ConfigError("shutdown_grace: must not be negative")
+    if config.turn_detection == "semantic" and not config.turn_model:
+        raise ConfigError("turn_detection: 'semantic' needs a turn_model")
+    if config.turn_detection not in ("silence", "semantic"):
+        raise ConfigError(f"turn_detection: 'silence' or 'semantic', got {config.turn_detection!r}")
+    if not 0 <= config.eot_threshold <= 1:
+        raise ConfigError(f"eot_threshold: must be in 0..1, got {config.eot_threshold}")
+    if config.speculate_after_ms >= config.eot_timeout_ms:
+        raise ConfigError("speculate_after_ms: must be shorter than eot_timeout_ms")
     return config
 
 
@@ -395,8 +415,9 @@ _MODEL_KINDS = {
     "llm_model": "llm",
     "tts_model": "tts",
     "fallback_voice": "tts",
+    "turn_model": "turn",
 }
-_OPTIONAL_MODELS = frozenset({"fallback_voice", "stt_multilingual_model"})
+_OPTIONAL_MODELS = frozenset({"fallback_voice", "stt_multilingual_model", "turn_model"})
 
 
 def _validate_models(config: ServerConfig) -> None:

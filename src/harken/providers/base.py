@@ -95,6 +95,15 @@ class LLM(Protocol):
 
 
 @runtime_checkable
+class TurnDetector(Protocol):
+    """End of turn from the audio: how likely the user's turn (so far, at a pause) is complete."""
+
+    async def probability(self, pcm16k: Int16Array) -> float:
+        """P(complete) for mono int16 samples at 16 kHz of the turn, including the pause."""
+        ...
+
+
+@runtime_checkable
 class TTS(Protocol):
     capabilities: Capabilities
 

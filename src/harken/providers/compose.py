@@ -46,6 +46,7 @@ def testing_engines(config: ServerConfig) -> Engines:
         llm={"llm-default": testing.EchoLLM()},
         tts={"tts-default": testing.ToneTTS()},
         vad=testing.EnergyVAD(),
+        turn=testing.ConstantTurn(),
         label="testing",
     )
 

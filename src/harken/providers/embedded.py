@@ -43,6 +43,7 @@ def load_engines(config: ServerConfig) -> Engines:
     from harken.providers.stt.whisper import WhisperSTT
     from harken.providers.tts.espeak import EspeakTTS
     from harken.providers.tts.piper import PiperTTS
+    from harken.providers.turn.smart_turn import SmartTurn
     from harken.providers.vad.silero import SileroVAD
 
     root = Path(config.model_dir) if config.model_dir else None
@@ -59,6 +60,7 @@ def load_engines(config: ServerConfig) -> Engines:
     )
     vad_path = path("silero-vad")
     espeak_path = path(config.fallback_voice) if config.fallback_voice else None
+    turn_path = path(config.turn_model) if config.turn_model else None
     engines = Engines(
         label=f"embedded ({config.stt_model}, {config.llm_model}, {config.tts_model})"
     )
@@ -80,4 +82,8 @@ def load_engines(config: ServerConfig) -> Engines:
     )
     if espeak_path is not None:
         engines.tts["tts-espeak"] = _timed("espeak-ng", lambda: EspeakTTS(espeak_path, lane=lane))
+    if turn_path is not None:  # semantic end of turn (turn_detection, or a Flux session)
+        engines.turn = _timed(
+            config.turn_model, lambda: SmartTurn(turn_path, lane, threads=threads)
+        )
     return engines

@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar, cast
 from harken.config import ModelKind, ServerConfig
 from harken.errors import ModelError
 from harken.protocol.settings import ListenConfig, Provider, SpeakConfig, ThinkConfig
-from harken.providers.base import LLM, STT, TTS, VAD
+from harken.providers.base import LLM, STT, TTS, VAD, TurnDetector
 
 log = logging.getLogger("harken.registry")
 
@@ -53,6 +53,7 @@ class Engines:
     llm: dict[str, LLM] = field(default_factory=dict)
     tts: dict[str, TTS] = field(default_factory=dict)
     vad: VAD | None = None
+    turn: TurnDetector | None = None  # the end-of-turn model (turn_detection = "semantic")
     label: str = ""  # what is loaded, for logs and /healthz
 
     def names(self, kind: ModelKind) -> tuple[str, ...]:

@@ -215,3 +215,13 @@ class EnergyVAD:
 
     def stream(self) -> _EnergyStream:
         return _EnergyStream(self.threshold)
+
+
+class ConstantTurn:
+    """TESTING ONLY. Every turn is this likely to be complete (1.0: every pause ends the turn)."""
+
+    def __init__(self, probability: float = 1.0) -> None:
+        self.value = probability
+
+    async def probability(self, pcm16k: Int16Array) -> float:
+        return self.value

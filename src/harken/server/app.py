@@ -29,6 +29,7 @@ from harken.server.http import Routes
 from harken.server.metrics import Metrics
 from harken.server.runner import Runner
 from harken.server.transport import HarkenConnection
+from harken.session.eot import TurnPolicy
 from harken.session.listener import FRAME_SECONDS, ListenerConfig
 from harken.session.session import Session, SessionLimits
 
@@ -61,6 +62,11 @@ class HarkenServer:
                 pause_frames=max(1, round(config.speculate_after_ms / 1000 / FRAME_SECONDS)),
             ),
             speculate=config.speculate,
+            turn=TurnPolicy(
+                semantic=config.turn_detection == "semantic",
+                threshold=config.eot_threshold,
+                timeout_ms=float(config.eot_timeout_ms),
+            ),
         )
         self._routes = Routes(config.api_keys, self.metrics, self._health)
         self._stopping = False

@@ -53,6 +53,8 @@ from harken.session.effects import (
     ToolCalls,
     TranscribeJob,
     Transcript,
+    TurnJob,
+    TurnScore,
 )
 
 log = logging.getLogger("harken.runner")
@@ -129,6 +131,8 @@ class Runner:
             await self._fallbacks(job, speak, emit, lambda c, e: self._speak(job, c, e))
         elif isinstance(job, PrimeJob):
             await self._prime(job, emit)
+        elif isinstance(job, TurnJob):
+            await self._turn(job, emit)
         else:
             await self._function(job, emit)
 
@@ -209,6 +213,14 @@ class Runner:
             pcm, language=language if isinstance(language, str) else None, keyterms=keyterms
         )
         await emit(Transcript(job.job_id, text.strip()))
+        await emit(JobDone(job.job_id))
+
+    async def _turn(self, job: TurnJob, emit: Emit) -> None:
+        detector = self.registry.engines.turn
+        if detector is None:
+            raise ProviderError("no end-of-turn model is loaded (turn_model)")
+        pcm = np.frombuffer(job.pcm16k, dtype=np.int16)
+        await emit(TurnScore(job.job_id, await detector.probability(pcm)))
         await emit(JobDone(job.job_id))
 
     async def _prime(self, job: PrimeJob, emit: Emit) -> None:

@@ -61,6 +61,16 @@ class ThinkJob:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnJob:
+    """Is the user's turn complete? Scored on its audio so far (16 kHz mono int16 PCM), at a
+    pause, by the end-of-turn model; answered with one ``TurnScore``."""
+
+    job_id: int
+    pcm16k: bytes
+    kind: Literal["turn"] = "turn"
+
+
+@dataclass(frozen=True, slots=True)
 class PrimeJob:
     """Warm the LLM with the system prompt (KV cache) when Settings or the prompt change."""
 
@@ -92,7 +102,7 @@ class FunctionJob:
     kind: Literal["function"] = "function"
 
 
-Job = TranscribeJob | ThinkJob | PrimeJob | SpeakJob | FunctionJob
+Job = TranscribeJob | TurnJob | ThinkJob | PrimeJob | SpeakJob | FunctionJob
 
 # ------------------------------------------------------------------------------- effects
 
@@ -132,6 +142,14 @@ Effect = SendMessage | SendAudio | StartJob | CancelJob | CloseConnection
 class Transcript:
     job_id: int
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class TurnScore:
+    """The probability that the user's turn is complete (a ``TurnJob``'s answer)."""
+
+    job_id: int
+    probability: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +207,7 @@ class JobWarning:
 
 ProviderEvent = (
     Transcript
+    | TurnScore
     | TextDelta
     | ToolCalls
     | AudioChunk

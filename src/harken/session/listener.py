@@ -8,7 +8,8 @@ frames, so the listener needs no clock and behaves the same in tests and in prod
 * pause: the first ``pause_frames`` below ``off`` after speech (speculation may start);
 * resume: speech again before the end of turn (speculation is void);
 * end of turn: ``eot_frames`` below ``off``; the utterance (with ``preroll_frames`` before the
-  onset) goes to speech-to-text;
+  onset) goes to speech-to-text; or earlier, at :meth:`Listener.complete`, when an end-of-turn
+  model judges the paused turn complete (then ``eot_frames`` is the timeout);
 * an utterance longer than ``max_frames`` ends the turn at once.
 """
 
@@ -78,6 +79,13 @@ class Listener:
 
     def pcm(self) -> bytes:
         return b"".join(self._utterance)
+
+    def complete(self) -> ListenEvent | None:
+        """The end-of-turn model judged the turn complete: end it now, if it is still paused
+        (silent since the pause). Otherwise nothing: the user went on, or it already ended."""
+        if not (self._speaking and self._paused and self._quiet > 0):
+            return None
+        return self._end()
 
     def reset(self) -> None:
         """Forget the utterance in progress (e.g. the session closed)."""

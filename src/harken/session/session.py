@@ -17,6 +17,7 @@ from harken.protocol import messages as m
 from harken.protocol.codec import parse_client
 from harken.protocol.settings import ListenConfig, Provider, SpeakConfig, ThinkConfig
 from harken.session.effects import Effect, JobDone, JobFailed, ProviderEvent
+from harken.session.eot import TurnPolicy
 from harken.session.history import Conversation
 from harken.session.listener import Listener, ListenerConfig
 from harken.session.outbox import Outbox
@@ -41,6 +42,7 @@ class SessionLimits:
     strict: bool = False
     listener: ListenerConfig = field(default_factory=ListenerConfig)
     speculate: bool = True  # start STT and the LLM at the first short pause
+    turn: TurnPolicy = field(default_factory=TurnPolicy)  # fixed silence, or a semantic signal
 
 
 class Catalog(Protocol):
@@ -233,7 +235,7 @@ class Session:
             self.turns.fire(Event.FATAL, Cause(now, code=codes.INVALID_SETTINGS, text=problem))
             return
         self.settings = message
-        self.turns.listen = agent.listen
+        self.turns.set_listen(agent.listen, self.limits.turn, self.limits.listener)
         state = self.turns.agent
         # omitted think/speak: the server's default engines (a provider without a type)
         state.think = think or (ThinkConfig(provider=Provider(type="")),)
@@ -296,7 +298,7 @@ class Session:
             )
             return
         merged = Provider(current.type, current.model, {**current.options, **new.options})
-        self.turns.listen = ListenConfig(merged)
+        self.turns.set_listen(ListenConfig(merged), self.limits.turn, self.limits.listener)
         self.out.send(m.ListenUpdated())
 
     def _update_speak(self, message: m.UpdateSpeak) -> None:

@@ -23,9 +23,12 @@ from harken.session.effects import (
     ProviderEvent,
     TranscribeJob,
     Transcript,
+    TurnJob,
+    TurnScore,
 )
+from harken.session.eot import TurnPolicy, listener_config, session_policy
 from harken.session.history import Conversation
-from harken.session.listener import Listener, ListenEvent
+from harken.session.listener import Listener, ListenerConfig, ListenEvent
 from harken.session.outbox import Outbox
 from harken.session.replies import AgentState, Replies
 from harken.session.reply import Timing
@@ -85,6 +88,9 @@ class Turns:
         self.queued: deque[str] = deque()  # InjectAgentMessage{behavior: queue}
         self.replies = Replies(out, agent, self._fire_from_reply)
         self.speculate = True
+        self.policy = TurnPolicy()
+        self.check_job: int | None = None  # the end-of-turn model, asked at the pause
+        self._warned_check = False
         self._actions: dict[Action, Callable[[Cause], None]] = {
             action: getattr(self, f"_{action.value}") for action in Action
         }
@@ -116,11 +122,50 @@ class Turns:
 
     # ------------------------------------------------------------------ inputs
 
+    def set_listen(
+        self, listen: ListenConfig | None, server: TurnPolicy, base: ListenerConfig
+    ) -> None:
+        """Settings or UpdateListen: the listen provider, and the end-of-turn policy it asks for."""
+        self.listen = listen
+        self.policy = session_policy(listen, server)
+        self.listener.config = listener_config(self.policy, base)
+
     def hear(self, heard: ListenEvent, now: float) -> None:
         """What the listener made of the user's audio (onset, pause, resume, end of turn)."""
-        if heard.kind == "pause" and not self.speculate:
-            return
+        if heard.kind == "pause":
+            self._ask_end_of_turn(heard.pcm)
+            if not self.speculate:
+                return
+        elif heard.kind != "onset":
+            self._drop_check()
         self.fire(_HEARD[heard.kind], Cause(now, heard=heard))
+
+    def _ask_end_of_turn(self, pcm: bytes) -> None:
+        if self.policy.semantic:
+            self._drop_check()
+            self.check_job = self.out.start(TurnJob(self.out.new_id(), pcm))
+
+    def _drop_check(self) -> None:
+        self.out.cancel(self.check_job)
+        self.check_job = None
+
+    def _scored(self, event: ProviderEvent, now: float) -> None:
+        """The end-of-turn model's answer at a pause: complete enough ends the turn now."""
+        self.out.done(event.job_id)  # its JobDone after the score is dropped
+        self.check_job = None
+        if isinstance(event, JobFailed) and not self._warned_check:
+            self._warned_check = True  # once: every turn then ends on the timeout
+            self.out.send(
+                m.Warning(
+                    code=codes.END_OF_TURN_FAILED,
+                    description=f"The end-of-turn model failed ({event.message}); turns end "
+                    f"after {self.policy.timeout_ms:g} ms of silence.",
+                )
+            )
+        elif isinstance(event, TurnScore) and event.probability >= self.policy.threshold:
+            heard = self.listener.complete()
+            if heard is not None:
+                self.hear(heard, now)
 
     def on_provider(self, event: ProviderEvent, kind: str, now: float) -> None:
         """Output of a live job (the session already dropped dead jobs)."""
@@ -128,6 +173,8 @@ class Turns:
             self.out.send(m.Warning(code=event.code, description=event.description))
         elif kind == "transcribe":
             self._transcribed(event, now)
+        elif kind == "turn":
+            self._scored(event, now)
         elif kind == "think":
             self.replies.on_think(event, now)
         elif kind == "speak":
@@ -214,6 +261,7 @@ class Turns:
 
     def _reset_listener(self, cause: Cause) -> None:
         self.listener.reset()
+        self._drop_check()
 
     def _transcribe_job(self, pcm: bytes) -> int:
         return self.out.start(TranscribeJob(self.out.new_id(), pcm, self.listen))
