@@ -57,8 +57,10 @@ ended the turn, in audio time. Policies:
 A **signal** is any callable taking the int16 samples (16 kHz, mono) of the turn so far and
 returning P(complete), or an awaitable of it: add a loader to ``SIGNALS`` and pass
 ``--signal NAME``. ``smart-turn`` is ``harken.providers.turn.SmartTurn`` (Smart Turn v3.2, its
-model from the catalog) on its own compute lane. Each distinct (clip, turn, pause) is asked once
-and the answer reused across the threshold sweep.
+model from the catalog) on its own compute lane; ``llm``, ``llm-bare``, ``llm-sum`` (the LLM's
+P(<|im_end|>) after Whisper's transcript) and ``combined*`` (those with Smart Turn) are in
+``eot_llm.py``. Each distinct (clip, turn, pause) is asked once and the answer reused across
+the threshold sweep.
 
 Numbers only; nothing is asserted. Run from the repository root::
 
@@ -88,6 +90,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
+import eot_llm  # noqa: E402
+from eot_report import describe, listing, pct, table  # noqa: E402
 from harken.engines.assemble import verify  # noqa: E402
 from harken.engines.lane import ComputeLane  # noqa: E402
 from harken.protocol.audio import pcm16_from_bytes, wav_header  # noqa: E402
@@ -439,106 +443,12 @@ async def load_smart_turn(args: argparse.Namespace, lane: ComputeLane) -> Signal
     return probability
 
 
-SIGNALS: dict[str, Callable[[argparse.Namespace, ComputeLane], Awaitable[Signal]]] = {
+SIGNALS: dict[str, eot_llm.Loader] = {
     "smart-turn": load_smart_turn,
+    **eot_llm.loaders(load_smart_turn),  # llm, llm-bare, combined, combined-bare
 }
-"""``--signal NAME``: an async loader of the signal, given the arguments and the compute lane
-its model calls run on (add the linguistic signal here)."""
-
-
-# ----------------------------------------------------------------------------- reporting
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    return float(np.percentile(np.asarray(values, dtype=float), q)) if values else float("nan")
-
-
-def rate(flags: Sequence[bool]) -> str:
-    if not flags:
-        return "-"
-    return f"{sum(flags)}/{len(flags)} {100 * sum(flags) / len(flags):.0f}%"
-
-
-def describe(data: PauseSet) -> None:
-    recorded = [c for c in data.clips if c.name == c.recording]
-    inserted = [p for p in data.pauses if p.kind == "inserted"]
-    natural = [p for p in data.pauses if p.kind == "natural"]
-    heard_ms = [p.heard_ms for p in inserted]
-    seconds = sum(c.samples.size for c in data.clips) / RATE
-    sources = sorted({n.source for n in data.noise.values()})
-    noise = [n.seconds for n in data.noise.values()]
-    print(f"recordings: {len(recorded)} ({', '.join(c.name for c in recorded)})")
-    print(
-        f"room noise: each recording's own {' or '.join(sources)}, "
-        f"{min(noise):.2f}-{max(noise):.2f} s, looped forwards and backwards"
-    )
-    print(f"clips: {len(data.clips)} ({seconds:.0f} s of audio), each one fresh connection")
-    print(
-        f"mid-sentence pauses: {len(data.pauses)} = {len(inserted)} inserted at "
-        f"{len(inserted) // 2} phrase boundaries (300-600 and 700-1200 ms of room noise; "
-        f"pause as heard {min(heard_ms):.0f}-{max(heard_ms):.0f} ms, median "
-        f"{pct(heard_ms, 50):.0f}) + {len(natural)} natural (VAD below off for "
-        f"{', '.join(f'{p.heard_ms:.0f}' for p in natural)} ms)"
-    )
-    print(
-        f"finished utterances: {len(data.clips)} clip ends = {len(recorded)} distinct real "
-        "utterance ends, each as recorded and after each of its inserted pauses"
-    )
-
-
-def table(results: Sequence[Result], data: PauseSet) -> None:
-    head = (
-        f"| {'policy':20} | {'premature, all':>14} | {'inserted 300-600':>16} | "
-        f"{'inserted 700-1200':>17} | {'natural':>7} | {'delay p50':>9} | {'p90':>7} | "
-        f"{'ended by signal':>15} |"
-    )
-    print(head)
-    print("|" + "|".join("-" * (len(cell)) for cell in head.split("|")[1:-1]) + "|")
-    notes = []
-    for r in results:
-        groups: dict[str, list[bool]] = {"all": [], "short": [], "long": [], "natural": []}
-        for pause, cut in zip(data.pauses, r.premature, strict=True):
-            groups["all"].append(cut)
-            if pause.kind == "natural":
-                groups["natural"].append(cut)
-            else:
-                groups["short" if pause.inserted_ms <= 600 else "long"].append(cut)
-        delays = [d * 1000 for d in r.delays if d is not None]
-        signal = rate(r.by_signal) if r.policy.signal else "-"
-        print(
-            f"| {r.policy.name:20} | {rate(groups['all']):>14} | {rate(groups['short']):>16} | "
-            f"{rate(groups['long']):>17} | {rate(groups['natural']):>7} | "
-            f"{pct(delays, 50):>6.0f} ms | {pct(delays, 90):>4.0f} ms | {signal:>15} |"
-        )
-        missed = sum(d is None for d in r.delays)
-        if missed:
-            notes.append(f"{r.policy.name}: {missed} finished utterances never ended")
-        if r.policy.signal and r.by_silence:
-            notes.append(f"{r.policy.name}: {r.by_silence} of its cut-offs by the timeout")
-    for note in notes:
-        print(f"  {note}")
-
-
-def listing(data: PauseSet, results: Sequence[Result], judge: Judge) -> None:
-    """Every pause and finished end, with the outcome under each policy (x: cut off)."""
-    names = [r.policy.name for r in results]
-    print("\npolicies: " + ", ".join(f"{i}={n}" for i, n in enumerate(names)))
-    for k, p in enumerate(data.pauses):
-        marks = "".join("x" if r.premature[k] else "." for r in results)
-        clip = data.clips[p.clip]
-        print(f"  pause {clip.name:28} {p.where:26} heard {p.heard_ms:5.0f} ms  {marks}")
-    for i, clip in enumerate(data.clips):
-        delays = " ".join(
-            "  -  " if r.delays[i] is None else f"{r.delays[i] * 1000:5.0f}" for r in results
-        )
-        print(f"  end   {clip.name:28} delay ms {delays}")
-    for (signal, index, frame, size), p in sorted(judge.cache.items()):
-        clip = data.clips[index]
-        when = "after the end" if frame * FRAME_SAMPLES >= clip.last_speech else "mid-turn"
-        print(
-            f"  {signal} {clip.name:28} pause at {frame * FRAME_SECONDS:5.2f} s, turn "
-            f"{size / 2 / RATE:4.1f} s, {when:13}: P(complete) {p:.3f}"
-        )
+"""``--signal NAME``: an async loader of the signal (or of several, named), given the arguments
+and the compute lane its model calls run on."""
 
 
 def save(data: PauseSet, directory: Path) -> None:
@@ -594,12 +504,15 @@ async def run(args: argparse.Namespace) -> None:
 
     lane = ComputeLane("eot-bench")
     try:
-        signals = {name: await SIGNALS[name](args, lane) for name in args.signal}
+        signals: dict[str, Signal] = {}
+        for name in args.signal:
+            loaded = await SIGNALS[name](args, lane)
+            signals.update(loaded if isinstance(loaded, dict) else {name: loaded})
         judge = Judge(signals)
         policies = [fixed(ms) for ms in args.fixed_ms]
         for floor in args.floor_ms:
             policies.append(semantic("oracle", 0.5, floor, args.timeout_ms, args.floor_ms))
-            for name in args.signal:
+            for name in signals:
                 policies.extend(
                     semantic(name, t, floor, args.timeout_ms, args.floor_ms)
                     for t in args.thresholds
@@ -610,7 +523,7 @@ async def run(args: argparse.Namespace) -> None:
     floors = ", ".join(f"{frames(ms) * FRAME_SECONDS * 1000:.0f}" for ms in args.floor_ms)
     timeout = frames(args.timeout_ms) * FRAME_SECONDS * 1000
     print(
-        f"\nsignal policies (oracle{', ' if args.signal else ''}{', '.join(args.signal)}): "
+        f"\nsignal policies (oracle{', ' if signals else ''}{', '.join(signals)}): "
         f"silence floor {floors} ms, timeout {timeout:.0f} ms. Delay: last speech sample -> "
         "end of turn, in audio time\n"
     )
@@ -621,6 +534,7 @@ async def run(args: argparse.Namespace) -> None:
             f"\n{name}: {len(ms)} calls, {pct(ms, 50):.0f} ms p50, {pct(ms, 90):.0f} ms p90, "
             f"{max(ms, default=0):.0f} ms max per call (not in the delays above)"
         )
+    eot_llm.report(args.list)
     if args.list:
         listing(data, results, judge)
     print(f"\nrun time {time.perf_counter() - begin:.1f} s")
@@ -642,6 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--floor-ms", type=float, nargs="+", default=[192.0])
     parser.add_argument("--timeout-ms", type=float, default=1500.0)
     parser.add_argument("--turn-model", default="smart-turn-v3.2", help="catalog id for the signal")
+    eot_llm.add_arguments(parser)
     parser.add_argument("--list", action="store_true", help="every pause and end, per policy")
     parser.add_argument("--check", action="store_true", help="Whisper on every clip")
     parser.add_argument("--save", metavar="DIR", help="write the clips as WAV files")
