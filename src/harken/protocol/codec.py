@@ -361,7 +361,7 @@ def _not_on(generation: Generation, why: str) -> LocalProtocolError:
 
 def _update_prompt_out(m: UpdatePrompt) -> JsonObject:
     if m.append:
-        raise _not_on(Generation.GA, "UpdatePrompt replaces the prompt there (append=False).")
+        raise _not_on(Generation.GA, "UpdatePrompt is sent with append=False (it adds anyway).")
     return {"type": m.type, "prompt": m.prompt}
 
 

@@ -161,9 +161,21 @@ _LEAVE_USER: dict[State, tuple[Action, ...]] = {
 }
 
 
-def _rows() -> dict[tuple[State, Event], Row]:
-    t: dict[tuple[State, Event], Row] = {}
-    # ---------------------------------------------------------------- before Settings
+Table = dict[tuple[State, Event], Row]
+
+
+def _rows() -> Table:
+    t: Table = {}
+    _client_rows(t)
+    _voice_rows(t)
+    _reply_rows(t)
+    for event in Event:  # closed: everything is ignored
+        t[S.CLOSED, event] = Row(S.CLOSED)
+    return t
+
+
+def _client_rows(t: Table) -> None:
+    """The client's messages and audio, before and after Settings; fatal ends."""
     t[S.AWAITING_SETTINGS, E.SETTINGS] = Row(S.LISTENING, (A.APPLY_SETTINGS,))
     t[S.AWAITING_SETTINGS, E.KEEPALIVE] = Row(S.AWAITING_SETTINGS)
     for event in (
@@ -197,7 +209,10 @@ def _rows() -> dict[tuple[State, Event], Row]:
         t[state, E.QUEUE_AGENT] = Row(state, (A.QUEUE,)) if busy else Row(S.THINKING, (A.SAY,))
     for state in (S.LISTENING, S.TRANSCRIBING, *REPLY_STATES):  # no utterance in progress
         t[state, E.FORCE_END_TURN] = Row(state)
-    # ---------------------------------------------------------------- the user's voice
+
+
+def _voice_rows(t: Table) -> None:
+    """The user's voice (the listener's events), its transcription and the held guess."""
     t[S.LISTENING, E.ONSET] = Row(S.USER_SPEAKING, (A.USER_STARTED,))
     for state in REPLY_STATES:  # barge-in (or the user goes on before the agent spoke)
         t[state, E.ONSET] = Row(S.USER_SPEAKING, (A.USER_STARTED, A.CANCEL_REPLY))
@@ -232,19 +247,18 @@ def _rows() -> dict[tuple[State, Event], Row]:
         t[S.CONTINUING, event] = Row(S.CONTINUING)
     t[S.CONTINUING, E.END] = Row(S.TRANSCRIBING, (A.MERGE,))
     t[S.CONTINUING, E.FORCE_END_TURN] = Row(S.TRANSCRIBING, (A.MERGE, A.RESET_LISTENER))
-    # ---------------------------------------------------------------- the agent's reply
+
+
+def _reply_rows(t: Table) -> None:
+    """The agent's reply: its first audio, its end, its failures."""
     t[S.THINKING, E.AUDIO_STARTED] = Row(S.AGENT_SPEAKING)
     for state in REPLY_STATES:
         t[state, E.REPLY_FINISHED] = Row(S.LISTENING, (A.FINISH_REPLY, A.DRAIN_QUEUE))
         t[state, E.THINK_FAILED] = Row(S.LISTENING, (A.THINK_ERROR, A.DRAIN_QUEUE))
         t[state, E.SPEAK_FAILED] = Row(S.LISTENING, (A.SPEAK_ERROR, A.DRAIN_QUEUE))
-    # ---------------------------------------------------------------- closed
-    for event in Event:
-        t[S.CLOSED, event] = Row(S.CLOSED)
-    return t
 
 
-TRANSITIONS: dict[tuple[State, Event], Row] = _rows()
+TRANSITIONS: Table = _rows()
 
 _NO_STT = "no transcription runs in this state: every row leaving a state with one cancels it"
 _NO_UTTERANCE = (
