@@ -46,6 +46,7 @@ from harken.session.effects import (
     SendMessage,
     StartJob,
     TextDelta,
+    TextScore,
     ToolCall,
     ToolCalls,
     Transcript,
@@ -352,7 +353,8 @@ def _outputs(draw: st.DrawFn, kind: str, job_id: int) -> ProviderEvent:
             min_size=1,
             max_size=2,
         ).map(lambda cs: ToolCalls(job_id, tuple(cs)))
-        out = st.builds(TextDelta, st.just(job_id), words) | calls
+        scores = st.builds(TextScore, st.just(job_id), st.sampled_from([None, 0.05, 0.5, 1.0]))
+        out = st.builds(TextDelta, st.just(job_id), words) | calls | scores
     elif kind == "speak":
         out = st.builds(AudioChunk, st.just(job_id), st.sampled_from([b"", b"\x00\x01" * 480]))
     elif kind == "function":

@@ -24,7 +24,7 @@ from harken.engines.assemble import verify
 from harken.engines.lane import SESSION, ComputeLane
 from harken.errors import ModelError
 from harken.protocol.settings import FunctionDef
-from harken.providers.base import LLM, LLMOutput, LLMText, LLMToolCalls
+from harken.providers.base import LLM, LLMEndScore, LLMOutput, LLMText, LLMToolCalls
 from harken.providers.llm import tools
 from harken.session.effects import ChatMessage, ToolCall
 
@@ -123,6 +123,35 @@ async def test_streams_several_deltas(llm: LlamaLLM) -> None:
     deltas = [o.text for o in outputs if isinstance(o, LLMText)]
     assert len(deltas) >= 5 and all(deltas)
     assert "eiffel" in "".join(deltas).lower()
+
+
+async def end_score(
+    llm: LlamaLLM, text: str, functions: Sequence[FunctionDef] = ()
+) -> tuple[float | None, str]:
+    """The end score (it must come first) and the answer, with ``end_score``."""
+    outputs = [o async for o in llm.stream(user(text), functions, end_score=True)]
+    assert isinstance(outputs[0], LLMEndScore), outputs[:2]
+    assert not [o for o in outputs[1:] if isinstance(o, LLMEndScore)]  # once
+    return outputs[0].probability, text_of(outputs)
+
+
+async def test_the_end_score_tells_a_finished_question_from_a_fragment(llm: LlamaLLM) -> None:
+    """P(the user's message ends here), read in the reply's own prefill: a whole question
+    scores high, a phrase cut at a comma low; the answer is the one given without it."""
+    assert llm.capabilities.end_score
+    finished, answer = await end_score(llm, "What is the capital of France?")
+    fragment, _ = await end_score(llm, "And so, my fellow Americans,")
+    assert finished is not None and fragment is not None
+    assert finished >= 0.2 > 0.1 >= fragment, (finished, fragment)  # 0.2: the default threshold
+    assert answer == text_of(await collect(llm, user("What is the capital of France?")))
+
+
+async def test_the_end_score_with_functions_and_without_user_text(llm: LlamaLLM) -> None:
+    scored, _ = await end_score(llm, "What's the weather in Paris?", [WEATHER])
+    assert scored is not None and 0.0 <= scored <= 1.0
+    assert (await end_score(llm, "?!"))[0] is None  # nothing left to score once stripped
+    outputs = [o async for o in llm.stream([system()], end_score=True)]  # no user message
+    assert isinstance(outputs[0], LLMEndScore) and outputs[0].probability is None
 
 
 async def test_weather_question_calls_the_tool(llm: LlamaLLM) -> None:

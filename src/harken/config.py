@@ -133,11 +133,16 @@ class ServerConfig:
     end_of_turn_ms: int = 544  # silence that ends the user's turn
     speculate: bool = True  # start STT and the LLM at the first short pause
     speculate_after_ms: int = 128  # the short pause
-    # end of turn: "silence" (end_of_turn_ms of it), or "semantic": the end-of-turn model is
-    # asked at the short pause and ends the turn there when it says complete (>= eot_threshold),
-    # else eot_timeout_ms of silence does. Flux listen settings ask for "semantic" per session.
+    # end of turn: "silence" (end_of_turn_ms of it), or "semantic": at the short pause the
+    # end-of-turn model (Smart Turn) and the held reply's LLM are asked whether the user's turn
+    # is complete; it ends there when the first says >= eot_threshold and the second
+    # >= eot_text_threshold (0: the first alone), else eot_timeout_ms of silence ends it.
+    # eager_eot_threshold: speculate only from that Smart Turn score (unset: at every pause).
+    # Flux listen settings ask for "semantic" per session and may set the three eot_* values.
     turn_detection: str = "silence"
     eot_threshold: float = 0.7
+    eot_text_threshold: float = 0.2
+    eager_eot_threshold: float | None = None
     eot_timeout_ms: int = 1500
     turn_model: str = "smart-turn-v3.2"  # the end-of-turn model (catalog id); "" loads none
 
@@ -244,6 +249,8 @@ _COERCE: dict[str, Callable[[str, object], object]] = {
     "speculate_after_ms": _as_int,
     "turn_detection": _as_str,
     "eot_threshold": _as_float,
+    "eot_text_threshold": _as_float,
+    "eager_eot_threshold": _as_float,
     "eot_timeout_ms": _as_int,
     "turn_model": _as_str,
 }
@@ -402,8 +409,10 @@ def _validate(config: ServerConfig) -> ServerConfig:
         raise ConfigError("turn_detection: 'semantic' needs a turn_model")
     if config.turn_detection not in ("silence", "semantic"):
         raise ConfigError(f"turn_detection: 'silence' or 'semantic', got {config.turn_detection!r}")
-    if not 0 <= config.eot_threshold <= 1:
-        raise ConfigError(f"eot_threshold: must be in 0..1, got {config.eot_threshold}")
+    for name in ("eot_threshold", "eot_text_threshold", "eager_eot_threshold"):
+        value = getattr(config, name)
+        if value is not None and not 0 <= value <= 1:
+            raise ConfigError(f"{name}: must be in 0..1, got {value}")
     if config.speculate_after_ms >= config.eot_timeout_ms:
         raise ConfigError("speculate_after_ms: must be shorter than eot_timeout_ms")
     return config

@@ -29,6 +29,7 @@ class Capabilities:
     tools: bool = False  # LLM: can call functions
     sample_rate: int = 16000  # VAD/STT: input rate it wants; TTS: native output rate
     languages: tuple[str, ...] = ("en",)
+    end_score: bool = False  # LLM: reads P(the user's message is complete) from its prefill
 
 
 @runtime_checkable
@@ -70,7 +71,16 @@ class LLMToolCalls:
     calls: tuple[ToolCall, ...]
 
 
-LLMOutput = LLMText | LLMToolCalls
+@dataclass(frozen=True, slots=True)
+class LLMEndScore:
+    """P(the user's last message is complete), read from the reply's own prompt: the model's
+    probability of ending the message (or of a full stop, question or exclamation mark) right
+    after its text, trailing punctuation removed. Yielded before any text, when asked for."""
+
+    probability: float | None  # None: this prompt cannot be scored (e.g. no user text)
+
+
+LLMOutput = LLMText | LLMToolCalls | LLMEndScore
 
 
 @runtime_checkable
@@ -83,8 +93,10 @@ class LLM(Protocol):
         functions: Sequence[FunctionDef] = (),
         *,
         temperature: float | None = None,
+        end_score: bool = False,
     ) -> AsyncIterator[LLMOutput]:
-        """Stream text deltas, or one ``LLMToolCalls`` when the model asks for tools."""
+        """Stream text deltas, or one ``LLMToolCalls`` when the model asks for tools; with
+        ``end_score`` (and ``capabilities.end_score``) first one ``LLMEndScore``."""
         ...
 
     async def prime(

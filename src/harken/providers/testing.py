@@ -75,6 +75,7 @@ class EchoLLM:
         functions: Sequence[FunctionDef] = (),
         *,
         temperature: float | None = None,
+        end_score: bool = False,  # not offered (capabilities.end_score is False)
     ) -> AsyncIterator[LLMOutput]:
         return self._stream(tuple(messages), tuple(functions))
 

@@ -66,6 +66,8 @@ class HarkenServer:
                 semantic=config.turn_detection == "semantic",
                 threshold=config.eot_threshold,
                 timeout_ms=float(config.eot_timeout_ms),
+                text_threshold=config.eot_text_threshold,
+                eager=config.eager_eot_threshold,
             ),
         )
         self._routes = Routes(config.api_keys, self.metrics, self._health)

@@ -34,7 +34,7 @@ from harken.errors import ProviderError
 from harken.protocol import audio
 from harken.protocol.codes import SPEAK_REQUEST_FAILED, THINK_REQUEST_FAILED
 from harken.protocol.settings import AudioOutput, Provider, SpeakConfig, ThinkConfig
-from harken.providers.base import Int16Array, LLMText
+from harken.providers.base import Int16Array, LLMEndScore, LLMText
 from harken.providers.registry import Registry
 from harken.server.functions import call_function
 from harken.session.effects import (
@@ -49,6 +49,7 @@ from harken.session.effects import (
     ProviderEvent,
     SpeakJob,
     TextDelta,
+    TextScore,
     ThinkJob,
     ToolCalls,
     TranscribeJob,
@@ -183,11 +184,17 @@ class Runner:
         temperature = config.provider.options.get("temperature")
         if not isinstance(temperature, int | float) or isinstance(temperature, bool):
             temperature = None
-        stream = llm.stream(job.messages, job.functions, temperature=temperature)
+        scored = job.end_score and llm.capabilities.end_score
+        if job.end_score and not scored:
+            await emit(TextScore(job.job_id, None))
+        extra = {"end_score": True} if scored else {}  # only providers that offer it take it
+        stream = llm.stream(job.messages, job.functions, temperature=temperature, **extra)
         async for output in stream:
             if isinstance(output, LLMText):
                 if output.text:
                     await emit(TextDelta(job.job_id, output.text))
+            elif isinstance(output, LLMEndScore):
+                await emit(TextScore(job.job_id, output.probability))
             else:
                 await emit(ToolCalls(job.job_id, output.calls))
 

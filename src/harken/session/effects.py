@@ -57,6 +57,7 @@ class ThinkJob:
     think: tuple[ThinkConfig, ...]
     messages: tuple[ChatMessage, ...]
     functions: tuple[FunctionDef, ...] = ()
+    end_score: bool = False  # first answer with a ``TextScore`` (a held reply at a pause)
     kind: Literal["think"] = "think"
 
 
@@ -153,6 +154,15 @@ class TurnScore:
 
 
 @dataclass(frozen=True, slots=True)
+class TextScore:
+    """The LLM's probability that the user's message is complete, read from a held reply's
+    prompt (a ``ThinkJob`` with ``end_score``); None when its provider cannot tell."""
+
+    job_id: int
+    probability: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class TextDelta:
     """Streamed LLM text."""
 
@@ -208,6 +218,7 @@ class JobWarning:
 ProviderEvent = (
     Transcript
     | TurnScore
+    | TextScore
     | TextDelta
     | ToolCalls
     | AudioChunk

@@ -1,14 +1,28 @@
-"""When a turn ends: fixed silence, or a semantic end-of-turn signal asked at each pause. Pure.
+"""When a turn ends: fixed silence, or two end-of-turn signals asked at each pause. Pure.
 
-With ``semantic`` on, the session asks the end-of-turn model (a ``TurnJob``) at every pause of
-the user's speech (the listener's ``pause``, its silence floor); if it answers ``threshold`` or
-more while the user is still silent, the turn ends there and then (``Listener.complete``), else
-it ends when the silence reaches the timeout (the listener's ``eot_frames``). The speculation
-started at the same pause (transcript, held reply) is what makes the early end pay off.
+With ``semantic`` on, two signals are asked at every pause of the user's speech (the listener's
+``pause``, its silence floor):
+
+* **acoustic**: the end-of-turn model (Smart Turn) on the turn's audio so far (a ``TurnJob``);
+* **text**: the LLM's probability that the user's message is complete, read from the held
+  reply's own prompt (a ``ThinkJob`` with ``end_score``): the speculation started at the same
+  pause transcribes the turn so far and prefills the reply, and the score costs no extra
+  evaluation (``BENCHMARKS.md``: Smart Turn alone cuts 53 % of mid-sentence pauses, the two
+  together none).
+
+The turn ends there and then (``Listener.complete``) when the acoustic score reaches
+``threshold`` and the text score reaches ``text_threshold``, while the user is still silent;
+else when the silence reaches the timeout (the listener's ``eot_frames``). The text score is
+waited for only while it can come (a held reply is on its way); when it cannot (speculation off,
+an empty transcript, a think provider that cannot score), the acoustic score decides alone.
+
+With ``eager`` (Deepgram's ``eager_eot_threshold``), speculation itself waits for the acoustic
+score and starts only when it reaches ``eager``: fewer wasted replies, ~35 ms later.
 
 Deepgram's Flux settings map onto it (PROTOCOL.md §10): a listen provider with
-``version: "v2"`` or a ``flux-*`` model asks for it, and ``eot_threshold`` and ``eot_timeout_ms``
-(in Settings or ``UpdateListen``) override the server's defaults for any listen provider.
+``version: "v2"`` or a ``flux-*`` model asks for it, and ``eot_threshold``,
+``eager_eot_threshold`` and ``eot_timeout_ms`` (in Settings or ``UpdateListen``) override the
+server's defaults for any listen provider.
 """
 
 from __future__ import annotations
@@ -23,9 +37,32 @@ from harken.session.listener import FRAME_SECONDS, ListenerConfig
 class TurnPolicy:
     """The server's defaults; a session's listen options may change them."""
 
-    semantic: bool = False  # ask the end-of-turn model at each pause
-    threshold: float = 0.7  # P(complete) that ends the turn at the pause
-    timeout_ms: float = 1500.0  # silence that ends the turn whatever the model says (semantic)
+    semantic: bool = False  # ask the end-of-turn signals at each pause
+    threshold: float = 0.7  # acoustic P(complete) that ends the turn at the pause
+    timeout_ms: float = 1500.0  # silence that ends the turn whatever the signals say (semantic)
+    text_threshold: float = 0.2  # and the LLM's P(complete); 0: the acoustic score alone
+    eager: float | None = None  # speculate only from this acoustic P(complete)
+
+    @property
+    def scores_text(self) -> bool:
+        return self.semantic and self.text_threshold > 0
+
+
+@dataclass(slots=True)
+class Verdict:
+    """The signals' answers at the current pause (None: not yet)."""
+
+    acoustic: float | None = None
+    text: float | None = None
+    no_text: bool = False  # the think provider said it cannot score this text
+
+    def complete(self, policy: TurnPolicy, text_coming: bool) -> bool:
+        """Do the answers so far end the turn? ``text_coming``: a held reply may still score."""
+        if self.acoustic is None or self.acoustic < policy.threshold:
+            return False
+        if self.text is not None:
+            return self.text >= policy.text_threshold
+        return not (policy.scores_text and text_coming and not self.no_text)
 
 
 def wants_semantic(listen: ListenConfig) -> bool:
@@ -35,17 +72,27 @@ def wants_semantic(listen: ListenConfig) -> bool:
     return version == "v2" or (provider.model or "").startswith("flux")
 
 
+def _number(value: object, default: float | None) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    return float(value)
+
+
 def session_policy(listen: ListenConfig | None, server: TurnPolicy) -> TurnPolicy:
     """The server's policy with the session's listen options applied."""
     if listen is None:
         return server
     options = listen.provider.options
-    threshold = options.get("eot_threshold", server.threshold)
-    timeout = options.get("eot_timeout_ms", server.timeout_ms)
-    return TurnPolicy(
+    threshold = _number(options.get("eot_threshold"), server.threshold)
+    timeout = _number(options.get("eot_timeout_ms"), server.timeout_ms)
+    assert threshold is not None and timeout is not None
+    eager = _number(options.get("eager_eot_threshold"), server.eager)
+    return replace(
+        server,
         semantic=server.semantic or wants_semantic(listen),
-        threshold=float(threshold) if isinstance(threshold, int | float) else server.threshold,
-        timeout_ms=float(timeout) if isinstance(timeout, int | float) else server.timeout_ms,
+        threshold=threshold,
+        timeout_ms=timeout,
+        eager=None if eager is None else min(eager, threshold),
     )
 
 

@@ -57,6 +57,11 @@ class Listener:
     def speaking(self) -> bool:
         return self._speaking
 
+    @property
+    def paused(self) -> bool:
+        """Silent since a pause inside the user's turn (what :meth:`complete` would end)."""
+        return self._speaking and self._paused and self._quiet > 0
+
     def feed(self, probability: float, frame: bytes) -> ListenEvent | None:
         """One 32 ms frame; returns what it meant, if anything."""
         self.frames_seen += 1
@@ -83,7 +88,7 @@ class Listener:
     def complete(self) -> ListenEvent | None:
         """The end-of-turn model judged the turn complete: end it now, if it is still paused
         (silent since the pause). Otherwise nothing: the user went on, or it already ended."""
-        if not (self._speaking and self._paused and self._quiet > 0):
+        if not self.paused:
             return None
         return self._end()
 

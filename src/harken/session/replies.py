@@ -68,6 +68,7 @@ class Replies:
         self.reply: Reply | None = None
         self.rounds = Rounds(out, agent, self.history, self._next_round)
         self._next_reply = 1
+        self.score_held = False  # a held reply's LLM scores the end of the user's text
 
     # ------------------------------------------------------------------ starting
 
@@ -95,7 +96,13 @@ class Replies:
 
     def _think(self, reply: Reply, now: float, extra: tuple[ChatMessage, ...] = ()) -> None:
         context = self.conversation.messages(self.agent.prompt, self.agent.context_length)
-        job = ThinkJob(self.out.new_id(), self.agent.think, context + extra, self.agent.functions)
+        job = ThinkJob(
+            self.out.new_id(),
+            self.agent.think,
+            context + extra,
+            self.agent.functions,
+            end_score=reply.held and self.score_held,
+        )
         reply.thought.done = False
         if reply.timing.think_started is None:  # latencies count from the first round
             reply.timing.think_started = now

@@ -21,12 +21,13 @@ from harken.session.effects import (
     JobFailed,
     JobWarning,
     ProviderEvent,
+    TextScore,
     TranscribeJob,
     Transcript,
     TurnJob,
     TurnScore,
 )
-from harken.session.eot import TurnPolicy, listener_config, session_policy
+from harken.session.eot import TurnPolicy, Verdict, listener_config, session_policy
 from harken.session.history import Conversation
 from harken.session.listener import Listener, ListenerConfig, ListenEvent
 from harken.session.outbox import Outbox
@@ -90,7 +91,10 @@ class Turns:
         self.speculate = True
         self.policy = TurnPolicy()
         self.check_job: int | None = None  # the end-of-turn model, asked at the pause
+        self.verdict = Verdict()  # the end-of-turn signals at the current pause
+        self.deferred: ListenEvent | None = None  # a pause whose speculation waits (eager)
         self._warned_check = False
+        self._warned_text = False
         self._actions: dict[Action, Callable[[Cause], None]] = {
             action: getattr(self, f"_{action.value}") for action in Action
         }
@@ -129,12 +133,17 @@ class Turns:
         self.listen = listen
         self.policy = session_policy(listen, server)
         self.listener.config = listener_config(self.policy, base)
+        self.replies.score_held = self.policy.scores_text
 
     def hear(self, heard: ListenEvent, now: float) -> None:
         """What the listener made of the user's audio (onset, pause, resume, end of turn)."""
+        self.verdict = Verdict()
         if heard.kind == "pause":
             self._ask_end_of_turn(heard.pcm)
             if not self.speculate:
+                return
+            if self.policy.semantic and self.policy.eager is not None:
+                self.deferred = heard  # speculate once the acoustic score says so
                 return
         elif heard.kind != "onset":
             self._drop_check()
@@ -147,7 +156,37 @@ class Turns:
 
     def _drop_check(self) -> None:
         self.out.cancel(self.check_job)
-        self.check_job = None
+        self.check_job, self.deferred = None, None
+
+    def _judge(self, now: float) -> None:
+        """End the paused turn now if the signals' answers so far say it is complete."""
+        coming = self.state in (State.GUESSING, State.HELD)  # a held reply may still score
+        if self.listener.paused and self.verdict.complete(self.policy, coming):
+            heard = self.listener.complete()
+            assert heard is not None  # paused
+            self.hear(heard, now)
+
+    def _text_scored(self, event: TextScore, now: float) -> None:
+        """The held reply's LLM read the end of the user's text (the reply goes on)."""
+        if self.state is not State.HELD or not self.listener.paused:
+            return  # the turn already ended (or the user went on): too late to matter
+        if event.probability is None:
+            self.verdict.no_text = True
+            self._warn_no_text()
+        else:
+            self.verdict.text = event.probability
+        self._judge(now)
+
+    def _warn_no_text(self) -> None:
+        if not self._warned_text:
+            self._warned_text = True
+            self.out.send(
+                m.Warning(
+                    code=codes.END_OF_TURN_FAILED,
+                    description="The think provider cannot score the end of the user's "
+                    "message; turns end on the acoustic end-of-turn model alone.",
+                )
+            )
 
     def _scored(self, event: ProviderEvent, now: float) -> None:
         """The end-of-turn model's answer at a pause: complete enough ends the turn now."""
@@ -162,10 +201,15 @@ class Turns:
                     f"after {self.policy.timeout_ms:g} ms of silence.",
                 )
             )
-        elif isinstance(event, TurnScore) and event.probability >= self.policy.threshold:
-            heard = self.listener.complete()
-            if heard is not None:
-                self.hear(heard, now)
+        elif isinstance(event, TurnScore):
+            self.verdict.acoustic = event.probability
+            deferred = self.deferred
+            eager = self.policy.eager
+            if deferred is not None and eager is not None and event.probability >= eager:
+                self.deferred = None
+                if self.listener.paused:
+                    self.fire(Event.PAUSE, Cause(now, heard=deferred))
+            self._judge(now)
 
     def on_provider(self, event: ProviderEvent, kind: str, now: float) -> None:
         """Output of a live job (the session already dropped dead jobs)."""
@@ -175,8 +219,11 @@ class Turns:
             self._transcribed(event, now)
         elif kind == "turn":
             self._scored(event, now)
+        elif kind == "think" and isinstance(event, TextScore):
+            self._text_scored(event, now)
         elif kind == "think":
             self.replies.on_think(event, now)
+            self._judge(now)
         elif kind == "speak":
             self.replies.on_speak(event, now)
         elif kind == "function":
@@ -190,10 +237,12 @@ class Turns:
         guess.stt_job = None
         if isinstance(event, JobFailed):
             self.fire(Event.STT_FAILED, Cause(now, text=event.message))
+            self._judge(now)  # no text score will come
             return
         guess.text = event.text.strip() if isinstance(event, Transcript) else ""
         event_kind = Event.TRANSCRIPT if guess.text else Event.TRANSCRIPT_EMPTY
         self.fire(event_kind, Cause(now, text=guess.text))
+        self._judge(now)  # an empty transcript: no text score will come
 
     # ------------------------------------------------------------------ session actions
 

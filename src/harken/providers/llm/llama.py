@@ -37,14 +37,17 @@ from pathlib import Path
 from typing import Final, cast
 
 import llama_cpp
+import numpy as np
 
 from harken.engines.lane import BACKGROUND, SESSION, ComputeLane
 from harken.errors import ModelError, ProviderError
 from harken.protocol.settings import FunctionDef
-from harken.providers.base import Capabilities, LLMOutput, LLMText, LLMToolCalls
+from harken.providers.base import Capabilities, LLMEndScore, LLMOutput, LLMText, LLMToolCalls
 from harken.providers.llm import kv, tools
 from harken.session.effects import ChatMessage, ToolCall
 
+_TRAILING: Final = " \t\n.?!,;:…"  # stripped from the user's text before its end is scored
+_ENDINGS: Final = (("<|im_end|>", True), (".", False), ("?", False), ("!", False))
 _FIX: Final = "check it with `harken models --verify` and re-assemble it with `make install`"
 _LIBRARY_ERRORS: Final = (ValueError, RuntimeError, OSError)
 
@@ -131,6 +134,17 @@ class _Engine:
         stop = [t for t in range(llm.n_vocab()) if is_eog(vocab, t) or is_control(vocab, t)]
         self.stop = frozenset(stop)
         self.never = dict.fromkeys(stop, float("-inf"))  # logit bias: no empty answer
+        endings = [self.tokenize([piece]) for piece in _ENDINGS]
+        self.endings = [ids[0] for ids in endings if len(ids) == 1]  # what ends a message
+
+    def end_probability(self) -> float:
+        """P(the message ends here) after the last evaluated token: the softmax mass of
+        ``<|im_end|>`` and of a full stop, question or exclamation mark."""
+        n_vocab = self.llm.n_vocab()
+        row = llama_cpp.llama_get_logits_ith(self.llm.ctx, -1)
+        logits = np.ctypeslib.as_array(row, shape=(n_vocab,)).astype(np.float64)
+        weights = np.exp(logits - logits.max())
+        return float(weights[self.endings].sum() / weights.sum())
 
     def tokenize(self, pieces: Iterable[tools.Piece]) -> list[int]:
         encode = self.llm.tokenize
@@ -215,9 +229,12 @@ class _Turn:
         messages: Sequence[ChatMessage],
         functions: Sequence[FunctionDef],
         temperature: float | None,
+        end_score: bool = False,
     ) -> None:
         self.session, self.messages, self.functions = session, messages, functions
         self.temperature = temperature
+        self.end_score = end_score  # score the user's text before the first phase's prompt
+        self.cut = 0  # where that score is read: the length of the prompt up to that text
         self.kv = kv.Job(session, session)  # its slot and shared marks change with its phase
         self.prompt, self.decoded = 0, 0
         self.tokens: list[int] = []
@@ -234,7 +251,7 @@ class LlamaLLM:
     ``turns`` keeps the :class:`TurnStats` of recent replies (for benchmarks and tests).
     """
 
-    capabilities = Capabilities(streaming=True, tools=True)
+    capabilities = Capabilities(streaming=True, tools=True, end_score=True)
 
     def __init__(
         self,
@@ -283,8 +300,9 @@ class LlamaLLM:
         functions: Sequence[FunctionDef] = (),
         *,
         temperature: float | None = None,
+        end_score: bool = False,
     ) -> AsyncIterator[LLMOutput]:
-        job = _Turn(SESSION.get(), tuple(messages), tuple(functions), temperature)
+        job = _Turn(SESSION.get(), tuple(messages), tuple(functions), temperature, end_score)
         started, first = time.perf_counter(), None
         make = partial(self._turn_steps, job)
         steps = cast(AsyncGenerator[LLMOutput | None, None], self._lane.stream(make, what="llm"))
@@ -364,6 +382,26 @@ class LlamaLLM:
         else:
             job.kv.slot, job.choice = job.session, None
             job.sampler = _Sampler(engine, job.temperature, bias=engine.never)
+        if job.end_score:
+            job.end_score, job.cut = False, self._cut(job, messages, functions) or -1
+
+    def _cut(
+        self, job: _Turn, messages: Sequence[ChatMessage], functions: Sequence[FunctionDef]
+    ) -> int:
+        """The length of the prompt up to the end of the user's last message, its trailing
+        punctuation removed; 0 when the prompt does not end with a user's message or does not
+        start with those tokens (a tokenizer merging across the cut)."""
+        if not messages or messages[-1].role != "user":
+            return 0
+        pieces, content = tools.render(messages, functions), messages[-1].content
+        found = [i for i, (text, special) in enumerate(pieces) if text == content and not special]
+        bare = content.rstrip(_TRAILING)
+        if not found or not bare:
+            return 0
+        last = found[-1]
+        prefix = self._engine.tokenize([*pieces[:last], (bare, False)])
+        same = len(prefix) < len(job.tokens) and job.tokens[: len(prefix)] == prefix
+        return len(prefix) if same else 0
 
     def _step(self, job: _Turn) -> tuple[LLMOutput | None, bool]:
         """Evaluate the next prompt chunk or the last token; then maybe sample one token."""
@@ -371,6 +409,11 @@ class LlamaLLM:
         if job.sampler is None:
             offer = tools.needs_choice(job.messages, job.functions)
             self._phase(job, job.functions if offer else ())
+        if job.cut > 0:
+            return self._score(job)
+        if job.cut < 0:  # asked for, but this prompt cannot be scored
+            job.cut = 0
+            return LLMEndScore(None), False
         have = engine.cache.claim(job.kv, job.tokens)
         job.stats = job.stats or (len(job.tokens), have)
         engine.cache.eval(job.kv, job.tokens[have : have + self.prefill_chunk])
@@ -381,6 +424,17 @@ class LlamaLLM:
         assert job.sampler is not None
         token = job.sampler.sample(engine)
         return self._choose(job, token) if job.choice else self._speak(job, token)
+
+    def _score(self, job: _Turn) -> tuple[LLMOutput | None, bool]:
+        """Prefill up to the cut (its last token always evaluated), then read the end score."""
+        engine, cut = self._engine, job.cut
+        have = engine.cache.claim(job.kv, job.tokens[:cut])
+        job.stats = job.stats or (len(job.tokens), have)
+        engine.cache.eval(job.kv, job.tokens[have : min(have + self.prefill_chunk, cut)])
+        if engine.llm.n_tokens < cut:
+            return None, False
+        job.cut = 0
+        return LLMEndScore(engine.end_probability()), False
 
     def _choose(self, job: _Turn, token: int) -> tuple[LLMOutput | None, bool]:
         """One token of the tool choice: a call ends the reply, "none" starts the answer."""

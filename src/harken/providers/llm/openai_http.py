@@ -215,6 +215,7 @@ class OpenAILLM:
         functions: Sequence[FunctionDef] = (),
         *,
         temperature: float | None = None,
+        end_score: bool = False,  # not offered (capabilities.end_score is False)
     ) -> AsyncIterator[LLMOutput]:
         body = self.body(messages, functions, temperature=temperature)
         reply = _Reply()
