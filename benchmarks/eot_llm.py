@@ -29,6 +29,11 @@ Signals (``--signal NAME``):
   ``--smart-weight``; with ``--smart-or c``, also ``...|st>=c``: that, or Smart Turn >= c
   alone. ``combined-bare`` and ``combined-sum``: the same with ``llm-bare``, ``llm-sum``.
 
+* ``harken``: what the server ships (``LlamaLLM.stream(..., end_score=True)``, the score read
+  in the held reply's own prefill, ``llm-sum``'s formula) on the same Whisper transcript, after
+  ``harken talk``'s default prompt as the system message (primed, as a session primes it);
+  ``combined-harken``: with Smart Turn, as ``combined``.
+
 Whisper, the LLM and Smart Turn are each asked once per distinct turn audio (and the LLM once
 per distinct transcript); :func:`report` prints their cost per call.
 """
@@ -155,6 +160,49 @@ class Linguistic:
         return probability
 
 
+class Shipped:
+    """The server's text signal: the first output of ``LlamaLLM.stream(end_score=True)``."""
+
+    def __init__(self, args: argparse.Namespace, lane: ComputeLane, words: Linguistic) -> None:
+        from harken.providers.llm.llama import LlamaLLM
+        from harken.session.effects import ChatMessage
+        from harken.talk import DEFAULT_PROMPT
+        from speech import model_root
+
+        self.words, self.chat = words, ChatMessage
+        self.llm = LlamaLLM(model_root() / args.llm_model / "model.gguf", lane)
+        self.system = ChatMessage("system", DEFAULT_PROMPT)
+        self.primed = False
+        self.probs: dict[str, float] = {}
+        self.score_s: list[float] = []  # stream start to the score (the user's tokens' prefill)
+
+    async def probability(self, text: str) -> float:
+        from contextlib import aclosing
+
+        from harken.providers.base import LLMEndScore
+
+        if not self.primed:
+            await self.llm.prime([self.system])
+            self.primed = True
+        if text not in self.probs:
+            begin, score = time.perf_counter(), None
+            messages = [self.system, self.chat("user", text)]
+            async with aclosing(self.llm.stream(messages, end_score=True)) as stream:
+                async for output in stream:
+                    assert isinstance(output, LLMEndScore)  # the first output, always
+                    score = output.probability
+                    break
+            self.score_s.append(time.perf_counter() - begin)
+            self.probs[text] = score or 0.0
+        return self.probs[text]
+
+    def signal(self) -> Signal:
+        async def probability(pcm: Int16Array) -> float:
+            return await self.probability(await self.words.text(pcm))
+
+        return probability
+
+
 _shared: dict[str, Any] = {}
 
 
@@ -184,15 +232,23 @@ def loaders(smart_turn: Loader) -> dict[str, Loader]:
         signal: Signal = _shared["smart"]
         return signal
 
+    def text_signal(args: argparse.Namespace, lane: ComputeLane, mode: str) -> Signal:
+        if mode != "harken":
+            return linguistic(args, lane).signal(mode)
+        if "shipped" not in _shared:
+            _shared["shipped"] = Shipped(args, lane, linguistic(args, lane))
+        shipped: Shipped = _shared["shipped"]
+        return shipped.signal()
+
     def alone(mode: str) -> Loader:
         async def load(args: argparse.Namespace, lane: ComputeLane) -> Signal:
-            return linguistic(args, lane).signal(mode)
+            return text_signal(args, lane, mode)
 
         return load
 
     def combine(mode: str) -> Loader:
         async def load(args: argparse.Namespace, lane: ComputeLane) -> dict[str, Signal]:
-            llm = linguistic(args, lane).signal(mode)
+            llm = text_signal(args, lane, mode)
             st = await smart(args, lane)
             tag = mode
             out: dict[str, Signal] = {}
@@ -229,6 +285,8 @@ def loaders(smart_turn: Loader) -> dict[str, Loader]:
         "combined": combine("llm"),
         "combined-bare": combine("bare"),
         "combined-sum": combine("sum"),
+        "harken": alone("harken"),
+        "combined-harken": combine("harken"),
     }
 
 
@@ -270,3 +328,12 @@ def report(verbose: bool = False) -> None:
     if verbose:
         for (text, mode), p in sorted(model.probs.items()):
             print(f"  {mode:4} P(end) {p:.3f}  {text!r}")
+    shipped: Shipped | None = _shared.get("shipped")
+    if shipped is not None:
+        print(
+            f"harken's own score (LlamaLLM.stream(end_score=True), prompt primed): "
+            f"{len(shipped.score_s)} calls, {_ms(shipped.score_s)} from the stream's start"
+        )
+        if verbose:
+            for text, p in sorted(shipped.probs.items()):
+                print(f"  harken P(end) {p:.3f}  {text!r}")

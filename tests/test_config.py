@@ -129,6 +129,13 @@ def test_embedded_model_choices() -> None:
 
 
 def test_turn_detection_settings_are_checked() -> None:
+    default = load_config(None, {})
+    assert (default.turn_detection, default.eot_text_threshold, default.eager_eot_threshold) == (
+        "auto",
+        0.2,
+        None,
+    )
+    assert load_config(None, {"HARKEN_EAGER_EOT_THRESHOLD": "0.4"}).eager_eot_threshold == 0.4
     config = load_config(None, {"HARKEN_TURN_DETECTION": "semantic", "HARKEN_EOT_THRESHOLD": "0.8"})
     assert (config.turn_detection, config.eot_threshold, config.turn_model) == (
         "semantic",
@@ -141,6 +148,8 @@ def test_turn_detection_settings_are_checked() -> None:
         ({"HARKEN_TURN_DETECTION": "semantic", "HARKEN_TURN_MODEL": ""}, "needs a turn_model"),
         ({"HARKEN_TURN_MODEL": "whisper-base"}, "unknown turn model"),
         ({"HARKEN_EOT_TIMEOUT_MS": "100"}, "eot_timeout_ms"),
+        ({"HARKEN_EOT_TEXT_THRESHOLD": "-0.1"}, "eot_text_threshold"),
+        ({"HARKEN_EAGER_EOT_THRESHOLD": "2"}, "eager_eot_threshold"),
     ):
         with pytest.raises(ConfigError, match=words):
             load_config(None, env)

@@ -10,6 +10,7 @@ not about speed: ``benchmarks/`` measures that).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -74,18 +75,21 @@ def user_turns(server: ServerThread, config: dict[str, Any], samples: Any) -> li
 
 
 def test_a_mid_sentence_pause_does_not_end_the_turn(
-    embedded: ServerThread, speech: dict[str, Utterance]
+    embedded: ServerThread, make_server: Callable[..., ServerThread], speech: dict[str, Utterance]
 ) -> None:
-    """ "Had he married a more amiable woman, | he might have been made ...": 0.9 s of quiet
-    at the comma. The fixed 544 ms silence answers the fragment; the two signals wait (Smart
-    Turn hears the phrase unfinished) and the sentence is one turn."""
+    """A pause at the comma of "Had he married a more amiable woman, | he might have been
+    made ...": 0.9 s of quiet. The fixed 544 ms silence answers the fragment; the two signals
+    wait (Smart Turn hears the phrase unfinished) and the sentence is one turn: with the
+    embedded stack's default (``turn_detection = "auto"``), and with a Flux listen provider."""
     utterance = speech["0920"]
     samples = split(utterance, 2.49, 0.9)
-    fixed = user_turns(embedded, settings(rate=16000), samples)
+    silence = make_server(providers="embedded", turn_detection="silence")
+    fixed = user_turns(silence, settings(rate=16000), samples)
     assert len(fixed) >= 2, fixed  # the test's pause does cut a turn on silence alone
-    semantic = user_turns(embedded, flux(), samples)
-    assert len(semantic) == 1, semantic
-    assert wer(utterance.text, semantic[0]) <= 0.25, semantic
+    for config in (settings(rate=16000), flux()):
+        semantic = user_turns(embedded, config, samples)
+        assert len(semantic) == 1, semantic
+        assert wer(utterance.text, semantic[0]) <= 0.25, semantic
 
 
 def test_force_end_turn_ends_it_at_once(

@@ -211,10 +211,10 @@ def test_spoken_sentence_is_transcribed_and_answered(
     # plausible latencies: counted from the server's end of turn, which follows the speech
     latency = seen[started].message or {}
     total, tts = latency["total_latency"], latency["tts_latency"]
-    assert 0 < tts <= total, latency
+    assert tts > 0 and total >= 0, latency  # 0: the held reply's audio was ready at the end
     mouth_to_ear = seen[audio].t - end_of_speech
-    assert 0 < total < mouth_to_ear, (latency, mouth_to_ear)
-    waited = mouth_to_ear - total  # end-of-turn wait (544 ms) + transport both ways
+    assert 0 <= total < mouth_to_ear, (latency, mouth_to_ear)
+    waited = mouth_to_ear - total  # end-of-turn wait + transport both ways
     assert 0.3 < waited < 3.0, (latency, mouth_to_ear)
     report = seen[first(seen, "LatencyReport")].message or {}
     assert report["total_latency"] == total

@@ -358,3 +358,31 @@ def test_effect_crash_is_contained(
         assert error["code"] == "INTERNAL_SERVER_ERROR" and code == 1000
         still_answers(bystander)
     assert any("simulated encoder bug" in str(r.exc_info) for r in logs.records() if r.exc_info)
+
+
+async def test_turn_detection_auto_follows_what_the_stack_can_do() -> None:
+    """``auto``: semantic with an end-of-turn model and a default LLM that scores the end of
+    the user's message; the fixed silence otherwise (the testing stack's echo cannot score)."""
+    from dataclasses import replace
+
+    from harken.providers.base import Capabilities
+    from harken.providers.compose import load_registry
+    from harken.providers.testing import EchoLLM
+    from harken.server.app import HarkenServer
+
+    class ScoringEcho(EchoLLM):
+        capabilities = Capabilities(streaming=True, tools=True, end_score=True)
+
+    def semantic(registry: Any, detection: str = "auto") -> bool:
+        server = HarkenServer(replace(harken_config(), turn_detection=detection), registry=registry)
+        server._resolve_turn_detection(registry)
+        return server._limits.turn.semantic
+
+    registry = load_registry(harken_config())
+    assert registry.engines.turn is not None
+    assert not semantic(registry)  # EchoLLM
+    registry.engines.llm["llm-default"] = ScoringEcho()
+    assert semantic(registry)
+    assert not semantic(registry, "silence")
+    registry.engines.turn = None
+    assert not semantic(registry)

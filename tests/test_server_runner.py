@@ -20,6 +20,7 @@ from harken.protocol.settings import (
     SpeakConfig,
     ThinkConfig,
 )
+from harken.providers.base import Capabilities, LLMEndScore
 from harken.providers.compose import load_registry
 from harken.providers.registry import Engines, Registry
 from harken.providers.testing import EchoLLM, ToneTTS
@@ -37,6 +38,7 @@ from harken.session.effects import (
     ProviderEvent,
     SpeakJob,
     TextDelta,
+    TextScore,
     ThinkJob,
     ToolCalls,
     TranscribeJob,
@@ -90,6 +92,49 @@ async def test_think_streams_then_done() -> None:
     assert isinstance(events[-1], JobDone)
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
     assert text == 'You said: "hi".'
+
+
+class ScoringLLM(EchoLLM):
+    """Offers the end score: yields it first, then the echo."""
+
+    capabilities = Capabilities(streaming=True, tools=True, end_score=True)
+
+    def stream(self, messages, functions=(), *, temperature=None, end_score=False):  # type: ignore[no-untyped-def]
+        async def outputs() -> AsyncIterator[Any]:
+            if end_score:
+                yield LLMEndScore(0.42)
+            async for output in EchoLLM.stream(self, messages, functions):
+                yield output
+
+        return outputs()
+
+
+async def test_a_provider_that_cannot_score_says_none(caplog: pytest.LogCaptureFixture) -> None:
+    from harken.server import runner as module
+
+    module._UNSCORED.discard("EchoLLM")  # logged once per process: forget earlier tests'
+    runner = make_runner()
+    job = ThinkJob(6, (GOOD_THINK,), (ChatMessage("user", "hi"),), end_score=True)
+    events = await run(runner, job)  # EchoLLM cannot score: None first, logged once
+    assert events[0] == TextScore(6, None) and isinstance(events[-1], JobDone)
+    await run(runner, job)
+    assert len([r for r in caplog.records if "cannot score" in r.getMessage()]) == 1
+
+
+async def test_think_end_score_from_a_provider_that_offers_it() -> None:
+    config = load_config(
+        None, {"HARKEN_MODELS_THINK": "scoring/*=llm-scoring"}, {"providers": "testing"}
+    )
+    registry = load_registry(config)
+    registry.engines.llm["llm-scoring"] = ScoringLLM()
+    job = ThinkJob(
+        7, (ThinkConfig(Provider("scoring", "x")),), (ChatMessage("user", "hi"),), end_score=True
+    )
+    events = await run(Runner(registry), job)
+    assert events[0] == TextScore(7, 0.42)
+    assert "".join(e.text for e in events if isinstance(e, TextDelta)) == 'You said: "hi".'
+    plain = await run(Runner(registry), ThinkJob(8, job.think, job.messages))
+    assert not [e for e in plain if isinstance(e, TextScore)]
 
 
 async def test_think_tool_calls() -> None:

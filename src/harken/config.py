@@ -139,7 +139,9 @@ class ServerConfig:
     # >= eot_text_threshold (0: the first alone), else eot_timeout_ms of silence ends it.
     # eager_eot_threshold: speculate only from that Smart Turn score (unset: at every pause).
     # Flux listen settings ask for "semantic" per session and may set the three eot_* values.
-    turn_detection: str = "silence"
+    # "auto" (the default): "semantic" when an end-of-turn model is loaded and the default LLM
+    # can score (the embedded stack), else "silence" (e.g. the testing providers).
+    turn_detection: str = "auto"
     eot_threshold: float = 0.7
     eot_text_threshold: float = 0.2
     eager_eot_threshold: float | None = None
@@ -407,8 +409,10 @@ def _validate(config: ServerConfig) -> ServerConfig:
         raise ConfigError("shutdown_grace: must not be negative")
     if config.turn_detection == "semantic" and not config.turn_model:
         raise ConfigError("turn_detection: 'semantic' needs a turn_model")
-    if config.turn_detection not in ("silence", "semantic"):
-        raise ConfigError(f"turn_detection: 'silence' or 'semantic', got {config.turn_detection!r}")
+    if config.turn_detection not in ("auto", "silence", "semantic"):
+        raise ConfigError(
+            f"turn_detection: 'auto', 'silence' or 'semantic', got {config.turn_detection!r}"
+        )
     for name in ("eot_threshold", "eot_text_threshold", "eager_eot_threshold"):
         value = getattr(config, name)
         if value is not None and not 0 <= value <= 1:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from dataclasses import replace
 from typing import cast
 
 from websockets.asyncio.server import Server, ServerConnection
@@ -119,12 +120,30 @@ class HarkenServer:
             await self.shutdown()
             raise
         self.registry = registry
+        self._resolve_turn_detection(registry)
         self.runner = Runner(
             registry,
             allow_loopback_functions=self.config.allow_loopback_functions,
             function_timeout=self.config.function_timeout,
         )
         log.info("providers ready (%s)", registry.engines.label or self.config.providers)
+
+    def _resolve_turn_detection(self, registry: Registry) -> None:
+        """``turn_detection = "auto"``: semantic where the loaded stack can do it well (an
+        end-of-turn model, and a default LLM that scores the end of the user's message)."""
+        if self.config.turn_detection != "auto":
+            return
+        llm = registry.engines.llm.get("llm-default")
+        scores = llm is not None and llm.capabilities.end_score
+        semantic = registry.engines.turn is not None and scores
+        self._limits = replace(self._limits, turn=replace(self._limits.turn, semantic=semantic))
+        log.info(
+            "end of turn: %s (turn_detection = auto)",
+            "semantic (the end-of-turn model and the LLM's end-of-message probability)"
+            if semantic
+            else f"fixed silence of {self.config.end_of_turn_ms} ms (no end-of-turn model, or "
+            "a default LLM that cannot score)",
+        )
 
     async def shutdown(self) -> None:
         """Stop accepting; end every session with SERVER_GOING_AWAY; close everything."""

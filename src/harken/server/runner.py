@@ -59,6 +59,20 @@ from harken.session.effects import (
 )
 
 log = logging.getLogger("harken.runner")
+_UNSCORED: set[str] = set()  # think providers already logged as unable to score
+
+
+def _no_end_score(llm: object) -> None:
+    """Log once per provider class that its sessions' turns end on the acoustic signal alone."""
+    name = type(llm).__name__
+    if name not in _UNSCORED:
+        _UNSCORED.add(name)
+        log.warning(
+            "think provider %s cannot score the end of the user's message (end_score); with "
+            "semantic turn detection its sessions' turns end on the acoustic signal alone",
+            name,
+        )
+
 
 Emit = Callable[[ProviderEvent], Awaitable[None]]
 C = TypeVar("C", ThinkConfig, SpeakConfig)
@@ -186,6 +200,7 @@ class Runner:
             temperature = None
         scored = job.end_score and llm.capabilities.end_score
         if job.end_score and not scored:
+            _no_end_score(llm)
             await emit(TextScore(job.job_id, None))
         extra = {"end_score": True} if scored else {}  # only providers that offer it take it
         stream = llm.stream(job.messages, job.functions, temperature=temperature, **extra)

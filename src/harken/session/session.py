@@ -150,6 +150,8 @@ class Session:
         event = self.listener.feed(probability, frame)
         if event is not None:
             self.turns.hear(event, now)
+        else:  # the signals may have said complete while a sound (not speech) was heard
+            self.turns.settle(now)
 
     def receive_provider(self, event: ProviderEvent, now: float) -> None:
         """Output of a provider job. Output of jobs that are not live is dropped here."""

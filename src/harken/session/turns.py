@@ -94,7 +94,6 @@ class Turns:
         self.verdict = Verdict()  # the end-of-turn signals at the current pause
         self.deferred: ListenEvent | None = None  # a pause whose speculation waits (eager)
         self._warned_check = False
-        self._warned_text = False
         self._actions: dict[Action, Callable[[Cause], None]] = {
             action: getattr(self, f"_{action.value}") for action in Action
         }
@@ -158,6 +157,11 @@ class Turns:
         self.out.cancel(self.check_job)
         self.check_job, self.deferred = None, None
 
+    def settle(self, now: float) -> None:
+        """A quiet frame: end the paused turn if the signals' answers so far say complete."""
+        if self.verdict.acoustic is not None:
+            self._judge(now)
+
     def _judge(self, now: float) -> None:
         """End the paused turn now if the signals' answers so far say it is complete."""
         coming = self.state in (State.GUESSING, State.HELD)  # a held reply may still score
@@ -170,23 +174,11 @@ class Turns:
         """The held reply's LLM read the end of the user's text (the reply goes on)."""
         if self.state is not State.HELD or not self.listener.paused:
             return  # the turn already ended (or the user went on): too late to matter
-        if event.probability is None:
+        if event.probability is None:  # the server logs why (a provider without the score)
             self.verdict.no_text = True
-            self._warn_no_text()
         else:
             self.verdict.text = event.probability
         self._judge(now)
-
-    def _warn_no_text(self) -> None:
-        if not self._warned_text:
-            self._warned_text = True
-            self.out.send(
-                m.Warning(
-                    code=codes.END_OF_TURN_FAILED,
-                    description="The think provider cannot score the end of the user's "
-                    "message; turns end on the acoustic end-of-turn model alone.",
-                )
-            )
 
     def _scored(self, event: ProviderEvent, now: float) -> None:
         """The end-of-turn model's answer at a pause: complete enough ends the turn now."""
