@@ -132,7 +132,7 @@ def test_turn_detection_settings_are_checked() -> None:
     default = load_config(None, {})
     assert (default.turn_detection, default.eot_text_threshold, default.eager_eot_threshold) == (
         "auto",
-        0.2,
+        0.3,
         None,
     )
     assert load_config(None, {"HARKEN_EAGER_EOT_THRESHOLD": "0.4"}).eager_eot_threshold == 0.4
@@ -150,6 +150,7 @@ def test_turn_detection_settings_are_checked() -> None:
         ({"HARKEN_EOT_TIMEOUT_MS": "100"}, "eot_timeout_ms"),
         ({"HARKEN_EOT_TEXT_THRESHOLD": "-0.1"}, "eot_text_threshold"),
         ({"HARKEN_EAGER_EOT_THRESHOLD": "2"}, "eager_eot_threshold"),
+        ({"HARKEN_EOT_FLOOR_MS": "2000"}, "eot_floor_ms"),
     ):
         with pytest.raises(ConfigError, match=words):
             load_config(None, env)

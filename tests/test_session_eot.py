@@ -27,6 +27,7 @@ from harken.session.state import State
 from session_script import SETTINGS, Script, job, jobs, one, types
 from test_session_listening import EOT, PAUSE, silence, speech
 
+FLOOR = TurnPolicy().floor_frames  # the end-of-turn model is asked at this silence (192 ms)
 FLUX = {"type": "deepgram", "version": "v2", "model": "flux-general-en"}
 
 
@@ -41,17 +42,20 @@ def flux(**options: Any) -> Script:
 def test_flux_settings_ask_for_the_semantic_signal_at_each_pause() -> None:
     s = flux()
     speech(s)
-    effects = silence(s, PAUSE)
+    effects = silence(s, PAUSE)  # speculation starts at the short pause (128 ms)
+    stt = job(effects, TranscribeJob)
+    assert jobs(effects, TurnJob) == []
+    effects = silence(s, FLOOR - PAUSE)  # the model is asked at the floor (192 ms)
     turn = job(effects, TurnJob)
-    stt = job(effects, TranscribeJob)  # speculation starts at the same pause
-    assert turn.pcm16k == stt.pcm16k
+    assert turn.pcm16k.startswith(stt.pcm16k)  # it hears the pause so far too
+    assert len(turn.pcm16k) == len(stt.pcm16k) + (FLOOR - PAUSE) * 1024
     assert s.session.state is State.GUESSING
 
 
 def paused_and_held(s: Script, text: str = "What is the capital of France?") -> tuple[int, int]:
     """Speech, then the pause: the end-of-turn question and the held reply (its job ids)."""
     speech(s)
-    effects = silence(s, PAUSE)
+    effects = silence(s, FLOOR)
     turn, stt = job(effects, TurnJob), job(effects, TranscribeJob)
     think = job(s.provider(Transcript(stt.job_id, text)), ThinkJob)
     assert think.end_score  # the held reply scores the user's text
@@ -88,7 +92,7 @@ def test_an_unfinished_text_keeps_the_turn_open_however_sure_the_audio() -> None
     assert s.provider(TextScore(think, 0.05)) == []
     assert s.session.state is State.HELD
     frames = round(0.8 / FRAME_SECONDS)
-    assert silence(s, frames - PAUSE - 1) == []
+    assert silence(s, frames - FLOOR - 1) == []
     silence(s, 1)
     assert s.session.state is State.THINKING  # the timeout promotes the held reply
 
@@ -96,13 +100,13 @@ def test_an_unfinished_text_keeps_the_turn_open_however_sure_the_audio() -> None
 def test_the_first_held_think_alone_scores() -> None:
     s = flux()
     speech(s)
-    stt = job(silence(s, PAUSE), TranscribeJob)
+    stt = job(silence(s, FLOOR), TranscribeJob)
     think = job(s.provider(Transcript(stt.job_id, "Hi.")), ThinkJob)
     assert think.end_score
     s2 = Script()  # the fixed silence: nothing to score
     s2.settings()
     speech(s2)
-    stt = job(silence(s2, PAUSE), TranscribeJob)
+    stt = job(silence(s2, FLOOR), TranscribeJob)
     assert not job(s2.provider(Transcript(stt.job_id, "Hi.")), ThinkJob).end_score
 
 
@@ -117,7 +121,7 @@ def test_a_think_provider_that_cannot_score_leaves_the_audio_to_decide() -> None
 def test_an_empty_transcript_leaves_the_audio_to_decide() -> None:
     s = flux()
     speech(s)
-    effects = silence(s, PAUSE)
+    effects = silence(s, FLOOR)
     turn, stt = job(effects, TurnJob), job(effects, TranscribeJob)
     s.provider(TurnScore(turn.job_id, 0.9))
     assert s.session.state is State.GUESSING  # waiting for the text
@@ -139,7 +143,7 @@ def test_a_text_threshold_of_zero_lets_the_audio_decide_alone() -> None:
     s = Script(limits=limits)
     s.settings()
     speech(s)
-    effects = silence(s, PAUSE)
+    effects = silence(s, FLOOR)
     turn, stt = job(effects, TurnJob), job(effects, TranscribeJob)
     assert s.provider(TurnScore(turn.job_id, 0.93)) == []  # the running STT is now final
     assert s.session.state is State.TRANSCRIBING
@@ -151,13 +155,13 @@ def test_a_text_threshold_of_zero_lets_the_audio_decide_alone() -> None:
 def test_eager_end_of_turn_speculates_only_when_the_audio_says_so() -> None:
     s = flux(eager_eot_threshold=0.4)
     speech(s)
-    effects = silence(s, PAUSE)
+    effects = silence(s, FLOOR)
     turn = job(effects, TurnJob)
     assert jobs(effects, TranscribeJob) == []  # speculation waits for the acoustic score
     assert s.provider(TurnScore(turn.job_id, 0.3)) == []
     assert s.session.state is State.USER_SPEAKING
     speech(s, 5)  # the user went on
-    turn = job(silence(s, PAUSE), TurnJob)
+    turn = job(silence(s, FLOOR), TurnJob)
     stt = job(s.provider(TurnScore(turn.job_id, 0.5)), TranscribeJob)
     assert s.session.state is State.GUESSING
     think = job(s.provider(Transcript(stt.job_id, "Hi there.")), ThinkJob)
@@ -168,7 +172,7 @@ def test_eager_end_of_turn_speculates_only_when_the_audio_says_so() -> None:
 def test_eager_speculation_is_dropped_when_the_user_goes_on() -> None:
     s = flux(eager_eot_threshold=0.4)
     speech(s)
-    turn = job(silence(s, PAUSE), TurnJob)
+    turn = job(silence(s, FLOOR), TurnJob)
     speech(s, 3)
     assert s.provider(TurnScore(turn.job_id, 0.9)) == []  # cancelled: its answer is dropped
     assert s.session.state is State.USER_SPEAKING
@@ -177,12 +181,12 @@ def test_eager_speculation_is_dropped_when_the_user_goes_on() -> None:
 def test_an_incomplete_score_waits_for_the_timeout() -> None:
     s = flux(eot_timeout_ms=800)
     speech(s)
-    effects = silence(s, PAUSE)
+    effects = silence(s, FLOOR)
     turn = job(effects, TurnJob)
     assert s.provider(TurnScore(turn.job_id, 0.2)) == []
     assert s.session.state is State.GUESSING
     frames = round(0.8 / FRAME_SECONDS)
-    assert silence(s, frames - PAUSE - 1) == []
+    assert silence(s, frames - FLOOR - 1) == []
     silence(s, 1)
     assert s.session.state is State.TRANSCRIBING  # 800 ms of silence, whatever the model said
 
@@ -197,7 +201,7 @@ def test_the_threshold_comes_from_the_settings() -> None:
     update = {"type": "UpdateListen", "listen": {"provider": FLUX | {"eot_threshold": 0.5}}}
     assert types(s.text(update)) == ["ListenUpdated"]
     speech(s, 5)  # the user went on: the held reply is void
-    turn = job(silence(s, PAUSE), TurnJob)
+    turn = job(silence(s, FLOOR), TurnJob)
     s.provider(TurnScore(turn.job_id, 0.6))
     assert s.session.state is State.GUESSING  # waits for the text now
 
@@ -205,7 +209,7 @@ def test_the_threshold_comes_from_the_settings() -> None:
 def test_speech_resuming_cancels_the_question_and_drops_its_late_answer() -> None:
     s = flux()
     speech(s)
-    turn = job(silence(s, PAUSE), TurnJob)
+    turn = job(silence(s, FLOOR), TurnJob)
     effects = speech(s, 3)
     assert any(isinstance(e, CancelJob) and e.job_id == turn.job_id for e in effects)
     assert s.provider(TurnScore(turn.job_id, 1.0)) == []
@@ -215,7 +219,7 @@ def test_speech_resuming_cancels_the_question_and_drops_its_late_answer() -> Non
 def test_a_score_after_the_user_made_a_sound_does_not_end_the_turn() -> None:
     s = flux()
     speech(s)
-    turn = job(silence(s, PAUSE), TurnJob)
+    turn = job(silence(s, FLOOR), TurnJob)
     s.now += FRAME_SECONDS
     s.session.receive_speech(0.4, b"\x01\x00" * 512, s.now)  # not speech, not silence either
     s.drain()
@@ -228,7 +232,7 @@ def test_a_sound_only_delays_the_end_to_the_next_quiet_frame() -> None:
     s = Script(limits=limits)
     s.settings()
     speech(s)
-    turn = job(silence(s, PAUSE), TurnJob)
+    turn = job(silence(s, FLOOR), TurnJob)
     s.now += FRAME_SECONDS
     s.session.receive_speech(0.4, b"\x01\x00" * 512, s.now)  # a breath: not speech
     s.drain()
@@ -241,14 +245,14 @@ def test_a_sound_only_delays_the_end_to_the_next_quiet_frame() -> None:
 def test_a_failing_model_is_said_once_and_the_timeout_decides() -> None:
     s = flux()
     speech(s)
-    turn = job(silence(s, PAUSE), TurnJob)
+    turn = job(silence(s, FLOOR), TurnJob)
     warning = one(s.provider(JobFailed(turn.job_id, "no end-of-turn model")), m.Warning)
     assert warning.code == codes.END_OF_TURN_FAILED
     assert "1500 ms" in warning.description
     silence(s, 60)
     assert s.session.state is State.TRANSCRIBING
     speech(s, 5)
-    turn = job(silence(s, PAUSE), TurnJob)
+    turn = job(silence(s, FLOOR), TurnJob)
     assert s.provider(JobFailed(turn.job_id, "again")) == []  # said once
 
 
@@ -257,7 +261,7 @@ def test_without_speculation_the_model_is_still_asked() -> None:
     s = Script(limits=limits)
     s.settings()
     speech(s)
-    effects = silence(s, PAUSE)
+    effects = silence(s, FLOOR)
     turn = job(effects, TurnJob)
     assert jobs(effects, TranscribeJob) == []
     final = job(s.provider(TurnScore(turn.job_id, 1.0)), TranscribeJob)
@@ -268,7 +272,7 @@ def test_without_speculation_the_model_is_still_asked() -> None:
 def test_force_end_turn_cancels_the_question() -> None:
     s = flux()
     speech(s)
-    turn = job(silence(s, PAUSE), TurnJob)
+    turn = job(silence(s, FLOOR), TurnJob)
     effects = s.text({"type": "ForceEndTurn"})
     assert any(isinstance(e, CancelJob) and e.job_id == turn.job_id for e in effects)
 
@@ -277,7 +281,7 @@ def test_the_fixed_silence_stays_the_default() -> None:
     s = Script()
     s.settings()
     speech(s)
-    assert jobs(silence(s, PAUSE), TurnJob) == []
+    assert jobs(silence(s, FLOOR), TurnJob) == []
 
 
 def test_policies() -> None:
@@ -297,13 +301,14 @@ def test_policies() -> None:
     base = ListenerConfig()
     assert listener_config(server, base) is base
     assert listener_config(TurnPolicy(True, 0.7, 960), base).eot_frames == 30
-    assert listener_config(TurnPolicy(True, 0.7, 10), base).eot_frames == base.pause_frames + 1
+    floor = TurnPolicy().floor_frames
+    assert listener_config(TurnPolicy(True, 0.7, 10), base).eot_frames == floor + 1
 
 
 def test_eager_speculation_waits_while_the_user_makes_a_sound() -> None:
     s = flux(eager_eot_threshold=0.4)
     speech(s)
-    turn = job(silence(s, PAUSE), TurnJob)
+    turn = job(silence(s, FLOOR), TurnJob)
     s.now += FRAME_SECONDS
     s.session.receive_speech(0.4, b"\x01\x00" * 512, s.now)  # not speech, not silence either
     s.drain()

@@ -143,9 +143,10 @@ class ServerConfig:
     # can score (the embedded stack), else "silence" (e.g. the testing providers).
     turn_detection: str = "auto"
     eot_threshold: float = 0.7
-    eot_text_threshold: float = 0.2
+    eot_text_threshold: float = 0.3
     eager_eot_threshold: float | None = None
     eot_timeout_ms: int = 1500
+    eot_floor_ms: int = 192  # the silence at which the end-of-turn model is asked
     turn_model: str = "smart-turn-v3.2"  # the end-of-turn model (catalog id); "" loads none
 
     @property
@@ -254,6 +255,7 @@ _COERCE: dict[str, Callable[[str, object], object]] = {
     "eot_text_threshold": _as_float,
     "eager_eot_threshold": _as_float,
     "eot_timeout_ms": _as_int,
+    "eot_floor_ms": _as_int,
     "turn_model": _as_str,
 }
 _POSITIVE = (
@@ -275,6 +277,7 @@ _POSITIVE = (
     "end_of_turn_ms",
     "speculate_after_ms",
     "eot_timeout_ms",
+    "eot_floor_ms",
 )
 
 
@@ -419,6 +422,8 @@ def _validate(config: ServerConfig) -> ServerConfig:
             raise ConfigError(f"{name}: must be in 0..1, got {value}")
     if config.speculate_after_ms >= config.eot_timeout_ms:
         raise ConfigError("speculate_after_ms: must be shorter than eot_timeout_ms")
+    if config.eot_floor_ms >= config.eot_timeout_ms:
+        raise ConfigError("eot_floor_ms: must be shorter than eot_timeout_ms")
     return config
 
 

@@ -69,6 +69,7 @@ class HarkenServer:
                 timeout_ms=float(config.eot_timeout_ms),
                 text_threshold=config.eot_text_threshold,
                 eager=config.eager_eot_threshold,
+                floor_ms=float(config.eot_floor_ms),
             ),
         )
         self._routes = Routes(config.api_keys, self.metrics, self._health)

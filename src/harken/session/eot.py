@@ -40,8 +40,13 @@ class TurnPolicy:
     semantic: bool = False  # ask the end-of-turn signals at each pause
     threshold: float = 0.7  # acoustic P(complete) that ends the turn at the pause
     timeout_ms: float = 1500.0  # silence that ends the turn whatever the signals say (semantic)
-    text_threshold: float = 0.2  # and the LLM's P(complete); 0: the acoustic score alone
+    text_threshold: float = 0.3  # and the LLM's P(complete); 0: the acoustic score alone
     eager: float | None = None  # speculate only from this acoustic P(complete)
+    floor_ms: float = 192.0  # the silence at which the end-of-turn model is asked
+
+    @property
+    def floor_frames(self) -> int:
+        return max(1, round(self.floor_ms / 1000 / FRAME_SECONDS))
 
     @property
     def scores_text(self) -> bool:
@@ -55,6 +60,7 @@ class Verdict:
     acoustic: float | None = None
     text: float | None = None
     no_text: bool = False  # the think provider said it cannot score this text
+    asked: bool = False  # the end-of-turn model was asked at this pause
 
     def complete(self, policy: TurnPolicy, text_coming: bool) -> bool:
         """Do the answers so far end the turn? ``text_coming``: a held reply may still score."""
@@ -100,5 +106,6 @@ def listener_config(policy: TurnPolicy, base: ListenerConfig) -> ListenerConfig:
     """With the semantic signal the listener's end of turn is the timeout; else unchanged."""
     if not policy.semantic:
         return base
-    frames = max(base.pause_frames + 1, round(policy.timeout_ms / 1000 / FRAME_SECONDS))
+    first = max(base.pause_frames, policy.floor_frames)
+    frames = max(first + 1, round(policy.timeout_ms / 1000 / FRAME_SECONDS))
     return replace(base, eot_frames=frames)

@@ -58,6 +58,11 @@ class Listener:
         return self._speaking
 
     @property
+    def silent_frames(self) -> int:
+        """Frames below ``off`` in a row inside the utterance (0 outside one)."""
+        return self._quiet if self._speaking else 0
+
+    @property
     def paused(self) -> bool:
         """Silent since a pause inside the user's turn (what :meth:`complete` would end)."""
         return self._speaking and self._paused and self._quiet > 0

@@ -138,7 +138,7 @@ class Turns:
         """What the listener made of the user's audio (onset, pause, resume, end of turn)."""
         self.verdict = Verdict()
         if heard.kind == "pause":
-            self._ask_end_of_turn(heard.pcm)
+            self._ask_at_floor()
             if not self.speculate:
                 return
             if self.policy.semantic and self.policy.eager is not None:
@@ -148,17 +148,25 @@ class Turns:
             self._drop_check()
         self.fire(_HEARD[heard.kind], Cause(now, heard=heard))
 
-    def _ask_end_of_turn(self, pcm: bytes) -> None:
-        if self.policy.semantic:
-            self._drop_check()
-            self.check_job = self.out.start(TurnJob(self.out.new_id(), pcm))
+    def _ask_at_floor(self) -> None:
+        """Ask the end-of-turn model once per pause, when the silence reaches the floor (the
+        audio so far, the pause included: the model hears the silence too)."""
+        verdict, listener = self.verdict, self.listener
+        if not self.policy.semantic or verdict.asked or not listener.paused:
+            return
+        if listener.silent_frames >= self.policy.floor_frames:
+            verdict.asked = True
+            self.out.cancel(self.check_job)
+            self.check_job = self.out.start(TurnJob(self.out.new_id(), listener.pcm()))
 
     def _drop_check(self) -> None:
         self.out.cancel(self.check_job)
         self.check_job, self.deferred = None, None
 
     def settle(self, now: float) -> None:
-        """A quiet frame: end the paused turn if the signals' answers so far say complete."""
+        """A frame that changed nothing: ask at the floor; end the paused turn if the signals'
+        answers so far say complete (a sound, not speech, may have delayed it)."""
+        self._ask_at_floor()
         if self.verdict.acoustic is not None:
             self._judge(now)
 
