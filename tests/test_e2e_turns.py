@@ -10,13 +10,13 @@ not about speed: ``benchmarks/`` measures that).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
-from conftest import ServerThread
+from conftest import ServerThread, harken_config
 from speech import RATE, Utterance, noise, wer
 from test_e2e_voice import no_errors, padded, settings, speech, texts, wait_reply_done
 from voice_client import VoiceClient
@@ -56,11 +56,14 @@ def test_a_finished_sentence_is_ended_by_the_signals(
     assert report["eou_latency"] < 3.0, report
 
 
-def split(utterance: Utterance, at: float, pause: float) -> Any:
-    """``utterance`` with ``pause`` seconds of quiet noise inserted ``at`` seconds in."""
-    cut = round(at * RATE)
-    quiet = noise(pause, dbfs=-60.0, seed=7)
-    return np.concatenate((utterance.samples[:cut], quiet, utterance.samples[cut:]))
+def split(utterance: Utterance, pauses: list[tuple[float, float]]) -> Any:
+    """``utterance`` with quiet noise inserted: (seconds into the recording, seconds long)."""
+    parts, start = [], 0
+    for at, seconds in pauses:
+        cut = round(at * RATE)
+        parts += [utterance.samples[start:cut], noise(seconds, dbfs=-60.0, seed=cut)]
+        start = cut
+    return np.concatenate([*parts, utterance.samples[start:]])
 
 
 def user_turns(server: ServerThread, config: dict[str, Any], samples: Any) -> list[str]:
@@ -74,22 +77,44 @@ def user_turns(server: ServerThread, config: dict[str, Any], samples: Any) -> li
     return texts(seen, "user")
 
 
+@pytest.fixture(scope="module")
+def fixed_silence() -> Iterator[ServerThread]:
+    """The embedded stack with ``turn_detection = "silence"`` (the fixed 544 ms)."""
+    running = ServerThread(harken_config(providers="embedded", turn_detection="silence"))
+    try:
+        yield running.start()
+    finally:
+        running.stop()
+
+
 def test_a_mid_sentence_pause_does_not_end_the_turn(
-    embedded: ServerThread, make_server: Callable[..., ServerThread], speech: dict[str, Utterance]
+    embedded: ServerThread, fixed_silence: ServerThread, speech: dict[str, Utterance]
 ) -> None:
     """A pause at the comma of "Had he married a more amiable woman, | he might have been
     made ...": 0.9 s of quiet. The fixed 544 ms silence answers the fragment; the two signals
     wait (Smart Turn hears the phrase unfinished) and the sentence is one turn: with the
     embedded stack's default (``turn_detection = "auto"``), and with a Flux listen provider."""
     utterance = speech["0920"]
-    samples = split(utterance, 2.49, 0.9)
-    silence = make_server(providers="embedded", turn_detection="silence")
-    fixed = user_turns(silence, settings(rate=16000), samples)
+    samples = split(utterance, [(2.49, 0.9)])
+    fixed = user_turns(fixed_silence, settings(rate=16000), samples)
     assert len(fixed) >= 2, fixed  # the test's pause does cut a turn on silence alone
     for config in (settings(rate=16000), flux()):
         semantic = user_turns(embedded, config, samples)
         assert len(semantic) == 1, semantic
         assert wer(utterance.text, semantic[0]) <= 0.25, semantic
+
+
+def test_a_slow_speaker_is_answered_once(
+    embedded: ServerThread, fixed_silence: ServerThread, speech: dict[str, Utterance]
+) -> None:
+    """ "And Mr. John Dashwood | had then leisure to consider | how much there might be ...",
+    read slowly: 0.8 s of quiet at two phrase boundaries. One turn, one answer (the fixed
+    silence answers three fragments)."""
+    utterance = speech["0870"]
+    samples = split(utterance, [(1.58, 0.8), (3.44, 0.8)])
+    assert len(user_turns(fixed_silence, settings(rate=16000), samples)) >= 3
+    heard = user_turns(embedded, settings(rate=16000), samples)
+    assert len(heard) == 1 and wer(utterance.text, heard[0]) <= 0.25, heard
 
 
 def test_force_end_turn_ends_it_at_once(

@@ -341,3 +341,26 @@ def test_an_ended_session_is_forgotten_by_every_llm_that_keeps_state() -> None:
     keeps, broken = asyncio.run(main())
     assert keeps == ["req-9"]
     assert broken == []  # its failure was logged, nothing raised
+
+
+async def test_a_held_reply_pauses_after_its_first_sentence_until_resumed() -> None:
+    """A speculative reply's LLM stops being asked for text once its first sentence is out,
+    and goes on only when the gate opens (the turn it guessed is final)."""
+    runner, gate, events = make_runner(), asyncio.Event(), []
+
+    async def emit(event: ProviderEvent) -> None:
+        events.append(event)
+
+    messages = (ChatMessage("user", "Hello there. How are you today?"),)
+    job = ThinkJob(9, (GOOD_THINK,), messages, held=True)
+    task = asyncio.create_task(runner.run(job, emit, gate=gate))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert text == 'You said: "Hello there. ', text  # one sentence, then nothing
+    assert not task.done()
+    gate.set()
+    await asyncio.wait_for(task, 5)
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert text == 'You said: "Hello there. How are you today?".'
+    assert isinstance(events[-1], JobDone)

@@ -12,6 +12,7 @@ from harken.protocol import messages as m
 from harken.session.effects import (
     CancelJob,
     JobFailed,
+    ResumeJob,
     TextDelta,
     TextScore,
     ThinkJob,
@@ -70,6 +71,7 @@ def test_both_signals_complete_end_the_turn_at_the_pause() -> None:
     assert s.session.state is State.HELD
     effects = s.provider(TextScore(think, 0.6))
     assert types(effects) == ["ConversationText", "History", "AgentThinking"]
+    assert ResumeJob(think) in effects  # its LLM may go on past the first sentence now
     assert s.session.state is State.THINKING
     s.provider(TextDelta(think, "Paris. "))
     assert silence(s, EOT) == []  # the silence after it ends nothing more

@@ -46,9 +46,11 @@ from harken.session.effects import (
     Job,
     JobFailed,
     ProviderEvent,
+    ResumeJob,
     SendAudio,
     SendMessage,
     StartJob,
+    ThinkJob,
 )
 from harken.session.session import Session
 
@@ -87,6 +89,7 @@ class Pump:
         self._room = asyncio.Event()
         self._room.set()
         self._jobs: dict[int, asyncio.Task[None]] = {}
+        self._gates: dict[int, asyncio.Event] = {}  # held replies' LLMs, paused until resumed
         self._tg: asyncio.TaskGroup | None = None
         self._sleeping_until: float | None = None
         self._recheck_at = 0.0
@@ -222,8 +225,13 @@ class Pump:
             self._start(effect.job)
         elif isinstance(effect, CancelJob):
             task = self._jobs.pop(effect.job_id, None)
+            self._gates.pop(effect.job_id, None)
             if task is not None:
                 task.cancel()
+        elif isinstance(effect, ResumeJob):
+            gate = self._gates.pop(effect.job_id, None)
+            if gate is not None:
+                gate.set()
         elif isinstance(effect, CloseConnection):
             self._closed = True
             if not self._lost:
@@ -260,13 +268,17 @@ class Pump:
 
     def _start(self, job: Job) -> None:
         assert self._tg is not None
-        task = self._tg.create_task(self._runner.run(job, self._emit))
+        gate = None
+        if isinstance(job, ThinkJob) and job.held:
+            gate = self._gates[job.job_id] = asyncio.Event()
+        task = self._tg.create_task(self._runner.run(job, self._emit, gate=gate))
         self._jobs[job.job_id] = task
         task.add_done_callback(lambda done: self._forget(job.job_id, done))
 
     def _forget(self, job_id: int, task: asyncio.Task[None]) -> None:
         if self._jobs.get(job_id) is task:
             del self._jobs[job_id]
+            self._gates.pop(job_id, None)
 
     async def _emit(self, event: ProviderEvent) -> None:
         if isinstance(event, JobFailed):

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from functools import partial
 from typing import TypeVar
 
 import httpx
@@ -57,6 +58,7 @@ from harken.session.effects import (
     TurnJob,
     TurnScore,
 )
+from harken.session.reply import split_sentences
 
 log = logging.getLogger("harken.runner")
 _UNSCORED: set[str] = set()  # think providers already logged as unable to score
@@ -125,10 +127,15 @@ class Runner:
         except Exception:  # freeing memory must never disturb anything else
             log.exception("could not drop the cache of session %s", session)
 
-    async def run(self, job: Job, emit: Emit) -> None:
-        """Run ``job`` to completion, reporting through ``emit``. Never raises (but cancels)."""
+    async def run(self, job: Job, emit: Emit, *, gate: asyncio.Event | None = None) -> None:
+        """Run ``job`` to completion, reporting through ``emit``. Never raises (but cancels).
+
+        ``gate`` (a held reply's ``ThinkJob``): once its first sentence is out, the LLM is not
+        asked for more until the gate is set (the turn is final): a guess that may be void
+        leaves the compute lane to other sessions' committed replies.
+        """
         try:
-            await self._dispatch(job, emit)
+            await self._dispatch(job, emit, gate)
         except ProviderError as exc:
             log.info("%s job %d failed: %s", job.kind, job.job_id, exc)
             await emit(JobFailed(job.job_id, str(exc), exc.retryable))
@@ -136,11 +143,12 @@ class Runner:
             log.exception("%s job %d crashed", job.kind, job.job_id)
             await emit(JobFailed(job.job_id, f"internal error in the {job.kind} provider"))
 
-    async def _dispatch(self, job: Job, emit: Emit) -> None:
+    async def _dispatch(self, job: Job, emit: Emit, gate: asyncio.Event | None) -> None:
         if isinstance(job, TranscribeJob):
             await self._transcribe(job, emit)
         elif isinstance(job, ThinkJob):
-            await self._fallbacks(job, job.think, emit, lambda c, e: self._think(job, c, e))
+            think = partial(self._think, job, gate=gate)
+            await self._fallbacks(job, job.think, emit, think)
         elif isinstance(job, SpeakJob):
             speak = (*job.speak, *self._fallback_voice(job.speak))
             await self._fallbacks(job, speak, emit, lambda c, e: self._speak(job, c, e))
@@ -193,7 +201,9 @@ class Runner:
             return ()
         return (SpeakConfig(provider=Provider(type="harken", model="espeak")),)
 
-    async def _think(self, job: ThinkJob, config: ThinkConfig, emit: Emit) -> None:
+    async def _think(
+        self, job: ThinkJob, config: ThinkConfig, emit: Emit, *, gate: asyncio.Event | None = None
+    ) -> None:
         llm = self.registry.llm(config)
         temperature = config.provider.options.get("temperature")
         if not isinstance(temperature, int | float) or isinstance(temperature, bool):
@@ -204,10 +214,15 @@ class Runner:
             await emit(TextScore(job.job_id, None))
         extra = {"end_score": True} if scored else {}  # only providers that offer it take it
         stream = llm.stream(job.messages, job.functions, temperature=temperature, **extra)
+        said = ""  # while gated: the text so far, to see the first sentence end
         async for output in stream:
             if isinstance(output, LLMText):
                 if output.text:
                     await emit(TextDelta(job.job_id, output.text))
+                if gate is not None and not gate.is_set():
+                    said += output.text
+                    if split_sentences(said)[0]:
+                        await gate.wait()  # the stream is not pulled: the LLM pauses
             elif isinstance(output, LLMEndScore):
                 await emit(TextScore(job.job_id, output.probability))
             else:

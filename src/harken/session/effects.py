@@ -58,6 +58,7 @@ class ThinkJob:
     messages: tuple[ChatMessage, ...]
     functions: tuple[FunctionDef, ...] = ()
     end_score: bool = False  # first answer with a ``TextScore`` (a held reply at a pause)
+    held: bool = False  # speculative: pause after the first sentence until ``ResumeJob``
     kind: Literal["think"] = "think"
 
 
@@ -129,12 +130,19 @@ class CancelJob:
 
 
 @dataclass(frozen=True, slots=True)
+class ResumeJob:
+    """A held ``ThinkJob`` may go on past its first sentence: the turn it guessed is final."""
+
+    job_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class CloseConnection:
     code: int = 1000
     reason: str = ""
 
 
-Effect = SendMessage | SendAudio | StartJob | CancelJob | CloseConnection
+Effect = SendMessage | SendAudio | StartJob | CancelJob | ResumeJob | CloseConnection
 
 # ------------------------------------------------------------------------------- provider events
 

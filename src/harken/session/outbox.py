@@ -8,6 +8,7 @@ from harken.session.effects import (
     CloseConnection,
     Effect,
     Job,
+    ResumeJob,
     SendAudio,
     SendMessage,
     StartJob,
@@ -47,6 +48,10 @@ class Outbox:
     def cancel(self, job_id: int | None) -> None:
         if job_id is not None and self.live.pop(job_id, None) is not None:
             self._effects.append(CancelJob(job_id))
+
+    def resume(self, job_id: int | None) -> None:
+        if job_id is not None and job_id in self.live:
+            self._effects.append(ResumeJob(job_id))
 
     def cancel_all(self) -> None:
         for job_id in list(self.live):

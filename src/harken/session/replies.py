@@ -102,6 +102,7 @@ class Replies:
             context + extra,
             self.agent.functions,
             end_score=reply.held and self.score_held,
+            held=reply.held,
         )
         reply.thought.done = False
         if reply.timing.think_started is None:  # latencies count from the first round
@@ -124,6 +125,7 @@ class Replies:
         reply = self.reply
         assert reply is not None and reply.held  # the PROMOTE row comes from HELD only
         reply.held = False
+        self.out.resume(reply.thought.job)  # the LLM paused after the first sentence
         parked, reply.parked = reply.parked, []
         for event in parked:  # chunks, then at most one JobDone or JobFailed: the last one
             self._speak_event(reply, event, now)
