@@ -36,6 +36,7 @@ from typing import Any, Literal
 
 from harken.endpoints import EndpointConfig, check_routes, parse_endpoints
 from harken.errors import ConfigError
+from harken.phone import DEFAULT_DTMF, PhoneProfile, parse_profiles
 
 ProviderSet = Literal["embedded", "testing"]
 ModelKind = Literal["listen", "think", "speak"]
@@ -148,6 +149,12 @@ class ServerConfig:
     eot_timeout_ms: int = 1500
     eot_floor_ms: int = 192  # the silence at which the end-of-turn model is asked
     turn_model: str = "smart-turn-v3.2"  # the end-of-turn model (catalog id); "" loads none
+    # phone calls (harken.phone): carriers' media streams, and the agent profiles that answer
+    twilio_path: str = "/twilio"
+    telnyx_path: str = "/telnyx"
+    phone_profiles: tuple[PhoneProfile, ...] = ()  # none: one built-in "default" profile
+    phone_default_profile: str = "default"
+    phone_dtmf_message: str = DEFAULT_DTMF  # the user message a key press becomes ({digit})
 
     @property
     def open_mode(self) -> bool:
@@ -257,6 +264,11 @@ _COERCE: dict[str, Callable[[str, object], object]] = {
     "eot_timeout_ms": _as_int,
     "eot_floor_ms": _as_int,
     "turn_model": _as_str,
+    "twilio_path": _as_str,
+    "telnyx_path": _as_str,
+    "phone_profiles": parse_profiles,
+    "phone_default_profile": _as_str,
+    "phone_dtmf_message": _as_str,
 }
 _POSITIVE = (
     "idle_timeout",
@@ -424,6 +436,12 @@ def _validate(config: ServerConfig) -> ServerConfig:
         raise ConfigError("speculate_after_ms: must be shorter than eot_timeout_ms")
     if config.eot_floor_ms >= config.eot_timeout_ms:
         raise ConfigError("eot_floor_ms: must be shorter than eot_timeout_ms")
+    for key in ("twilio_path", "telnyx_path"):
+        path = getattr(config, key)
+        if not path.startswith("/") or path in ("/", "/healthz", "/metrics", "/agent"):
+            raise ConfigError(f"{key}: expected a free path such as /twilio, got {path!r}")
+    if "{digit}" not in config.phone_dtmf_message:
+        raise ConfigError("phone_dtmf_message: must contain {digit}")
     return config
 
 

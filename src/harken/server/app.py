@@ -22,12 +22,14 @@ from websockets.asyncio.server import serve as ws_serve
 from harken.config import ServerConfig
 from harken.errors import HarkenError
 from harken.protocol import codes
+from harken.protocol.carrier import Carrier
 from harken.providers.compose import load_registry
 from harken.providers.registry import Registry
 from harken.server import auth
-from harken.server.connection import Pump
+from harken.server.connection import Pump, Wire
 from harken.server.http import Routes
 from harken.server.metrics import Metrics
+from harken.server.phone import CarrierLink
 from harken.server.runner import Runner
 from harken.server.transport import HarkenConnection
 from harken.session.eot import TurnPolicy
@@ -72,7 +74,8 @@ class HarkenServer:
                 floor_ms=float(config.eot_floor_ms),
             ),
         )
-        self._routes = Routes(config.api_keys, self.metrics, self._health)
+        carriers = {config.twilio_path: "twilio", config.telnyx_path: "telnyx"}
+        self._routes = Routes(config.api_keys, self.metrics, self._health, carriers)
         self._stopping = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -183,6 +186,16 @@ class HarkenServer:
             )
         else:
             log.info("authentication on: %d API key(s) configured", len(self.config.api_keys))
+        config = self.config
+        open_profiles = [p.name for p in config.phone_profiles if not p.token]
+        if open_profiles or not config.phone_profiles:
+            log.warning(
+                "phone streams (%s, %s) are OPEN for profile(s) %s: any caller's stream that "
+                "names them is answered; give each profile a token to require it",
+                config.twilio_path,
+                config.telnyx_path,
+                ", ".join(open_profiles or ["default"]),
+            )
 
     def _health(self) -> tuple[bool, dict[str, object]]:
         if self.ready and self.registry is not None:
@@ -211,7 +224,19 @@ class HarkenServer:
         )
         headers = ws.request.headers if ws.request is not None else None
         client_session = None if headers is None else auth.client_session_id(headers)
-        pump = Pump(ws, session, runner, self.config, self.metrics, client_session=client_session)
+        wire: Wire = ws
+        link = None
+        if ws.carrier:
+            config = self.config
+            link = CarrierLink(
+                ws,
+                cast(Carrier, ws.carrier),
+                config.phone_profiles,
+                config.phone_default_profile,
+                config.phone_dtmf_message,
+            )
+            wire = link
+        pump = Pump(wire, session, runner, self.config, self.metrics, client_session=client_session)
         if len(self._pumps) >= self.config.max_sessions or self._stopping:
             log.warning("session cap of %d reached; refusing a session", self.config.max_sessions)
             if self._stopping:
@@ -229,6 +254,8 @@ class HarkenServer:
         except Exception:
             log.exception("session %s ended with an unexpected error", pump.label)
         finally:
+            if link is not None:
+                await link.stop()
             self._pumps.discard(pump)
             self.metrics.sessions_active -= 1
             log.info("session %s closed", pump.label)

@@ -25,7 +25,7 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from websockets.exceptions import ConnectionClosed
 
@@ -38,7 +38,7 @@ from harken.server.ears import Ears
 from harken.server.limits import FrameLimits, Violation
 from harken.server.metrics import Metrics
 from harken.server.runner import Runner
-from harken.server.transport import INVALID_UTF8, BadFrame, HarkenConnection
+from harken.server.transport import INVALID_UTF8, BadFrame
 from harken.session.effects import (
     CancelJob,
     CloseConnection,
@@ -62,12 +62,24 @@ GOING_AWAY = "The server is shutting down; reconnect to another instance."
 INTERNAL = "The server hit an internal error while handling this session; it has been logged."
 
 
+class Wire(Protocol):
+    """What the pump needs of its connection: the agent protocol's WebSocket, or a phone
+    call's stream translated to it (:class:`harken.server.phone.CarrierLink`)."""
+
+    @property
+    def transport(self) -> asyncio.Transport: ...
+
+    async def recv_frame(self) -> str | bytes | BadFrame: ...
+    async def send(self, message: str | bytes, *, text: bool | None = None) -> None: ...
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
 class Pump:
     """Runs one agent session over one connection until either side closes it."""
 
     def __init__(
         self,
-        ws: HarkenConnection,
+        ws: Wire,
         session: Session,
         runner: Runner,
         config: ServerConfig,

@@ -69,10 +69,17 @@ def not_found(path: str) -> Response:
 class Routes:
     """``process_request`` / ``process_response`` / ``select_subprotocol`` for ``serve()``."""
 
-    def __init__(self, api_keys: Sequence[str], metrics: Metrics, health: Health) -> None:
+    def __init__(
+        self,
+        api_keys: Sequence[str],
+        metrics: Metrics,
+        health: Health,
+        carriers: dict[str, str] | None = None,
+    ) -> None:
         self._keys = tuple(api_keys)
         self._metrics = metrics
         self._health = health
+        self._carriers = carriers or {}  # path -> carrier ("twilio", "telnyx")
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
@@ -81,6 +88,9 @@ class Routes:
         generation = WS_PATHS.get(path)
         if generation is not None:
             return self._agent(cast(HarkenConnection, connection), request, generation)
+        carrier = self._carriers.get(path)
+        if carrier is not None:  # authenticated by the profile's token inside the stream
+            return self._call(cast(HarkenConnection, connection), carrier)
         if path == "/healthz":
             ok, payload = self._health()
             return json_response(200 if ok else 503, "OK" if ok else "Service Unavailable", payload)
@@ -106,6 +116,14 @@ class Routes:
         connection.request_id = str(uuid.uuid4())
         connection.generation = generation
         return None  # let websockets perform (or refuse) the upgrade
+
+    def _call(self, connection: HarkenConnection, carrier: str) -> Response | None:
+        ok, _ = self._health()
+        if not ok:
+            return json_response(503, "Service Unavailable", {"err_code": "NOT_READY"})
+        connection.request_id = str(uuid.uuid4())
+        connection.carrier = carrier
+        return None
 
     def process_response(
         self, connection: ServerConnection, request: Request, response: Response

@@ -34,6 +34,7 @@ class HarkenConnection(ServerConnection):
         super().__init__(*args, **kwargs)
         self.request_id = ""
         self.generation = Generation.GA
+        self.carrier = ""  # a phone carrier's media stream ("twilio", "telnyx"), not the agent API
 
     async def recv_frame(self) -> str | bytes | BadFrame:
         """The next message: ``str`` (text), ``bytes`` (binary) or a :class:`BadFrame`.
