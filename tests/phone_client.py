@@ -1,12 +1,13 @@
 """A phone carrier's side of a media stream, for the tests (issue 12): what Twilio (or Telnyx)
 does with a bidirectional stream, following their documented messages.
 
-It sends ``connected`` and ``start`` (with custom parameters), then the caller's audio as
-base64 μ-law at 8 kHz in 20 ms ``media`` frames at real time; it plays the agent's ``media`` at
-real time (a playhead: each 160-byte frame is 20 ms, after whatever is still playing), echoes
-each ``mark`` when the audio sent before it has been played, and on ``clear`` drops what it had
-not played yet and echoes the marks still pending at once (as Twilio does). ``dtmf`` and
-``stop`` are sent on request.
+It sends ``connected`` and ``start`` (with custom parameters), then, like a carrier, a 20 ms
+``media`` frame (base64 μ-law at 8 kHz) every 20 ms for as long as the call lasts: the caller's
+words when :meth:`CarrierClient.stream` says some, silence otherwise. It plays the agent's
+``media`` at real time (a playhead: each 160-byte frame is 20 ms, after whatever is still
+playing), echoes each ``mark`` when the audio sent before it has been played, and on ``clear``
+drops what it had not played yet and echoes the marks still pending at once (as Twilio
+does). ``dtmf`` and ``stop`` are sent on request.
 """
 
 from __future__ import annotations
@@ -16,10 +17,10 @@ import contextlib
 import json
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
@@ -27,6 +28,7 @@ from harken.protocol.audio import mulaw_encode
 from harken.providers.base import Int16Array
 
 FRAME = 160  # bytes: 20 ms of μ-law at 8 kHz
+SILENT = b"\xff" * FRAME  # μ-law silence
 
 
 @dataclass
@@ -57,6 +59,7 @@ class CarrierClient:
         self._pending: list[tuple[float, str]] = []  # (play time, mark name)
         self._threads: list[threading.Thread] = []
         self._done = threading.Event()
+        self._outgoing: deque[tuple[bytes, list[float] | None]] = deque()
 
     # ---------------------------------------------------------------- the carrier's messages
 
@@ -92,27 +95,55 @@ class CarrierClient:
             }
         self.started_at = time.monotonic()
         self._send({"event": "start", "sequenceNumber": "1", "start": start, **self._id()})
-        for target in (self._receive, self._play):
+        for target in (self._receive, self._play, self._line):
             thread = threading.Thread(target=target, daemon=True)
             thread.start()
             self._threads.append(thread)
         return self
 
     def stream(self, samples8k: Int16Array) -> float:
-        """Send the caller's audio (8 kHz int16) at real time; returns when it started."""
+        """Say this (8 kHz int16) on the line, at real time; returns when its first frame went
+        out, once its last one has."""
         data = mulaw_encode(samples8k).tobytes()
-        begin = time.monotonic()
-        for i, offset in enumerate(range(0, len(data), FRAME)):
-            chunk = base64.b64encode(data[offset : offset + FRAME]).decode()
-            media = {"track": "inbound", "chunk": str(i + 1), "timestamp": str(i * 20)}
-            self._send({"event": "media", "media": {**media, "payload": chunk}, **self._id()})
-            delay = begin + (i + 1) * 0.02 - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        return begin
+        frames = [data[i : i + FRAME] for i in range(0, len(data), FRAME)]
+        if not frames:
+            return time.monotonic()
+        first: list[float] = []
+        last: list[float] = []
+        with self._lock:
+            for i, frame in enumerate(frames):
+                mark = first if i == 0 else last if i == len(frames) - 1 else None
+                self._outgoing.append((frame, mark))
+        while not (last or (len(frames) == 1 and first)):
+            if self._done.is_set():
+                break
+            time.sleep(0.005)
+        return first[0] if first else time.monotonic()
 
     def silence(self, seconds: float) -> None:
-        self.stream(np.zeros(int(seconds * 8000), dtype=np.int16))
+        """The caller says nothing for a while (the line carries silence meanwhile)."""
+        time.sleep(seconds)
+
+    def _line(self) -> None:
+        """The line: a 20 ms media frame every 20 ms, the caller's words or silence, as a
+        carrier sends for as long as the call lasts."""
+        due = time.monotonic()
+        chunk = 0
+        while not self._done.is_set():
+            with self._lock:
+                frame, mark = self._outgoing.popleft() if self._outgoing else (SILENT, None)
+            chunk += 1
+            payload = base64.b64encode(frame).decode()
+            media = {"track": "inbound", "chunk": str(chunk), "timestamp": str(chunk * 20)}
+            self._send({"event": "media", "media": {**media, "payload": payload}, **self._id()})
+            if mark is not None:
+                mark.append(time.monotonic())
+            due += 0.02
+            delay = due - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            else:
+                due = time.monotonic()  # fell behind (a loaded machine): no burst to catch up
 
     def dtmf(self, digit: str) -> None:
         self._send(

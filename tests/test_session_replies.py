@@ -237,7 +237,8 @@ def test_greeting_is_spoken_after_settings_applied() -> None:
     s = Script()
     s.drain()
     effects = s.settings(greeting="Hello! How can I help?")
-    assert types(effects) == ["SettingsApplied", "start:prime", "start:speak"]
+    # the greeting's speech first: priming the prompt must not delay it on the compute lane
+    assert types(effects) == ["SettingsApplied", "start:speak", "start:prime"]
     assert job(effects, SpeakJob).text == "Hello!"
 
 

@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from harken.endpoints import EndpointConfig, check_routes, parse_endpoints
 from harken.errors import ConfigError
@@ -154,7 +155,14 @@ class ServerConfig:
     telnyx_path: str = "/telnyx"
     phone_profiles: tuple[PhoneProfile, ...] = ()  # none: one built-in "default" profile
     phone_default_profile: str = "default"
-    phone_dtmf_message: str = DEFAULT_DTMF  # the user message a key press becomes ({digit})
+    phone_dtmf_message: str = DEFAULT_DTMF  # the user message keys pressed become ({digit})
+    phone_dtmf_timeout_ms: int = 1000  # keys pressed within this of each other are one entry
+    # Twilio's voice webhook (POST {twilio_path}/voice, harken.server.twilio_voice): the
+    # server's address as callers' carriers reach it, "https://agent.example.com" ("": from the
+    # request's Host and X-Forwarded-Proto; set it behind a proxy), and the account's auth token
+    # that signs the webhook's requests ("": the webhook is open)
+    public_url: str = ""
+    twilio_auth_token: str = ""
 
     @property
     def open_mode(self) -> bool:
@@ -269,6 +277,9 @@ _COERCE: dict[str, Callable[[str, object], object]] = {
     "phone_profiles": parse_profiles,
     "phone_default_profile": _as_str,
     "phone_dtmf_message": _as_str,
+    "phone_dtmf_timeout_ms": _as_int,
+    "public_url": _as_str,
+    "twilio_auth_token": _as_str,
 }
 _POSITIVE = (
     "idle_timeout",
@@ -290,6 +301,7 @@ _POSITIVE = (
     "speculate_after_ms",
     "eot_timeout_ms",
     "eot_floor_ms",
+    "phone_dtmf_timeout_ms",
 )
 
 
@@ -442,7 +454,25 @@ def _validate(config: ServerConfig) -> ServerConfig:
             raise ConfigError(f"{key}: expected a free path such as /twilio, got {path!r}")
     if "{digit}" not in config.phone_dtmf_message:
         raise ConfigError("phone_dtmf_message: must contain {digit}")
+    _validate_public_url(config.public_url)
     return config
+
+
+def _validate_public_url(url: str) -> None:
+    """``public_url``: empty, or ``http(s)://host[:port]`` with no path, query or fragment."""
+    if not url:
+        return
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ConfigError(f"public_url: {exc}: {url!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"public_url: expected http(s)://host[:port], got {url!r}")
+    if url.rstrip("/") != f"{parts.scheme}://{parts.netloc}" or "@" in parts.netloc:
+        raise ConfigError(
+            f"public_url: expected only a scheme and a host (no path, query or user), got {url!r}"
+        )
 
 
 _MODEL_KINDS = {

@@ -29,6 +29,7 @@ from typing import Any, Final
 from harken.errors import ConfigError, RemoteProtocolError
 from harken.protocol.codec import parse_client
 from harken.protocol.messages import Generation, Settings
+from harken.session.session import Catalog
 
 PHONE_AUDIO: Final = {
     "input": {"encoding": "mulaw", "sample_rate": 8000},
@@ -67,7 +68,7 @@ def profile(name: str, table: object) -> PhoneProfile:
     given = table.get("agent", {})
     if not isinstance(given, Mapping):
         raise ConfigError(f"phone_profiles.{name}.agent: expected a table (a Settings agent)")
-    agent = {**DEFAULT_AGENT, **given}  # what it leaves out, the default phone agent has
+    agent = _merged(given)
     text = json.dumps({"type": "Settings", "audio": PHONE_AUDIO, "agent": agent})
     try:
         parsed = parse_client(text, Generation.GA).message
@@ -82,6 +83,31 @@ def profile(name: str, table: object) -> PhoneProfile:
                 "a phone call has no client to run them, so only server-side functions can be used"
             )
     return PhoneProfile(name, text, token)
+
+
+def _merged(given: Mapping[str, Any]) -> dict[str, Any]:
+    """The profile's agent over the default phone agent: what it leaves out, the default has,
+    one level down too (a ``think`` with only a prompt keeps the default provider)."""
+    agent = {**DEFAULT_AGENT, **given}
+    for part in ("listen", "think", "speak"):
+        mine = given.get(part)
+        if isinstance(mine, Mapping):
+            agent[part] = {**DEFAULT_AGENT[part], **mine}
+    return agent
+
+
+def check_servable(profiles: tuple[PhoneProfile, ...], catalog: Catalog) -> None:
+    """Every profile's models are served here (checked once the providers are loaded): a
+    profile that could not answer a single call stops the server, like a bad config."""
+    for item in profiles:
+        settings = parse_client(item.settings, Generation.GA).message
+        assert isinstance(settings, Settings)  # checked by profile()
+        agent = settings.agent
+        parts = (*agent.think, *agent.speak, *((agent.listen,) if agent.listen else ()))
+        for part in parts:
+            problem = catalog.problem(part)
+            if problem is not None:
+                raise ConfigError(f"phone_profiles.{item.name}: {problem}")
 
 
 def parse_profiles(key: str, raw: object) -> tuple[PhoneProfile, ...]:
@@ -100,11 +126,19 @@ def choose(
     profiles: tuple[PhoneProfile, ...], default: str, parameters: Mapping[str, str]
 ) -> tuple[PhoneProfile | None, str]:
     """The profile a stream's custom parameters ask for, or why it is refused."""
-    known = {p.name: p for p in profiles} or {"default": profile("default", {})}
-    name = parameters.get("agent", default if default in known else next(iter(known)))
-    chosen = known.get(name)
+    chosen, name = named(profiles, default, parameters.get("agent"))
     if chosen is None:
         return None, f"no phone profile named {name[:40]!r}"
     if chosen.token and parameters.get("token") != chosen.token:
         return None, f"the stream did not carry profile {name!r}'s token"
     return chosen, ""
+
+
+def named(
+    profiles: tuple[PhoneProfile, ...], default: str, name: str | None
+) -> tuple[PhoneProfile | None, str]:
+    """The profile called ``name`` (``None``: the default one), and the name looked up; its
+    token is not checked (Twilio's voice webhook hands the token to the stream)."""
+    known = {p.name: p for p in profiles} or {"default": profile("default", {})}
+    wanted = name if name is not None else default if default in known else next(iter(known))
+    return known.get(wanted), wanted

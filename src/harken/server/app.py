@@ -21,6 +21,7 @@ from websockets.asyncio.server import serve as ws_serve
 
 from harken.config import ServerConfig
 from harken.errors import HarkenError
+from harken.phone import check_servable
 from harken.protocol import codes
 from harken.protocol.carrier import Carrier
 from harken.providers.compose import load_registry
@@ -32,6 +33,7 @@ from harken.server.metrics import Metrics
 from harken.server.phone import CarrierLink
 from harken.server.runner import Runner
 from harken.server.transport import HarkenConnection
+from harken.server.twilio_voice import VoiceWebhook
 from harken.session.eot import TurnPolicy
 from harken.session.listener import FRAME_SECONDS, ListenerConfig
 from harken.session.session import Session, SessionLimits
@@ -75,7 +77,8 @@ class HarkenServer:
             ),
         )
         carriers = {config.twilio_path: "twilio", config.telnyx_path: "telnyx"}
-        self._routes = Routes(config.api_keys, self.metrics, self._health, carriers)
+        voice = VoiceWebhook(config)
+        self._routes = Routes(config.api_keys, self.metrics, self._health, carriers, voice)
         self._stopping = False
 
     # ---------------------------------------------------------------- lifecycle
@@ -121,6 +124,13 @@ class HarkenServer:
         except HarkenError as exc:
             self.load_error = str(exc)
             log.critical("cannot load providers: %s", exc)
+            await self.shutdown()
+            raise
+        try:
+            check_servable(self.config.phone_profiles, registry)
+        except HarkenError as exc:
+            self.load_error = str(exc)
+            log.critical("%s", exc)
             await self.shutdown()
             raise
         self.registry = registry
@@ -196,6 +206,12 @@ class HarkenServer:
                 config.telnyx_path,
                 ", ".join(open_profiles or ["default"]),
             )
+        if not config.twilio_auth_token:
+            log.warning(
+                "Twilio's voice webhook (POST %s/voice) is OPEN: set twilio_auth_token (or "
+                "HARKEN_TWILIO_AUTH_TOKEN) to require Twilio's X-Twilio-Signature",
+                config.twilio_path.rstrip("/"),
+            )
 
     def _health(self) -> tuple[bool, dict[str, object]]:
         if self.ready and self.registry is not None:
@@ -227,14 +243,8 @@ class HarkenServer:
         wire: Wire = ws
         link = None
         if ws.carrier:
-            config = self.config
-            link = CarrierLink(
-                ws,
-                cast(Carrier, ws.carrier),
-                config.phone_profiles,
-                config.phone_default_profile,
-                config.phone_dtmf_message,
-            )
+            link = CarrierLink(ws, cast(Carrier, ws.carrier), self.config)
+            link.on_heard = session.played
             wire = link
         pump = Pump(wire, session, runner, self.config, self.metrics, client_session=client_session)
         if len(self._pumps) >= self.config.max_sessions or self._stopping:

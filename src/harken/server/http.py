@@ -2,8 +2,10 @@
 
 ``GET /healthz`` (200 once providers are loaded, else 503), ``GET /metrics`` (Prometheus text),
 ``GET /`` and ``/static/<file>`` (the browser page, when present), the two agent WebSocket paths
-(auth → 401 before the upgrade; a fresh ``dg-request-id``), and 404 for anything else. Query
-strings are ignored everywhere.
+(auth → 401 before the upgrade; a fresh ``dg-request-id``), ``POST {twilio_path}/voice``
+(Twilio's voice webhook, :mod:`harken.server.twilio_voice`), and 404 for anything else. Query
+strings are ignored, except by the voice webhook. A POST whose body is refused (too large,
+chunked) is answered before any route (:mod:`harken.server.post_body`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import mimetypes
 import uuid
 from collections.abc import Callable, Sequence
+from http import HTTPStatus
 from pathlib import Path
 from typing import cast
 
@@ -25,6 +28,7 @@ from harken.protocol.messages import Generation
 from harken.server import auth
 from harken.server.metrics import Metrics
 from harken.server.transport import HarkenConnection
+from harken.server.twilio_voice import VoiceWebhook
 
 log = logging.getLogger("harken.server")
 
@@ -75,13 +79,19 @@ class Routes:
         metrics: Metrics,
         health: Health,
         carriers: dict[str, str] | None = None,
+        voice: VoiceWebhook | None = None,
     ) -> None:
         self._keys = tuple(api_keys)
         self._metrics = metrics
         self._health = health
         self._carriers = carriers or {}  # path -> carrier ("twilio", "telnyx")
+        self._voice = voice
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        refused = cast(HarkenConnection, connection).body_error
+        if refused is not None:
+            status, why = refused
+            return respond(status, HTTPStatus(status).phrase, f"{why}\n".encode(), "text/plain")
         path = request.path.split("?", 1)[0]
         if len(path) > 1:
             path = path.rstrip("/")
@@ -91,6 +101,8 @@ class Routes:
         carrier = self._carriers.get(path)
         if carrier is not None:  # authenticated by the profile's token inside the stream
             return self._call(cast(HarkenConnection, connection), carrier)
+        if self._voice is not None and path == self._voice.path:
+            return self._twilio_voice(self._voice, cast(HarkenConnection, connection), request)
         if path == "/healthz":
             ok, payload = self._health()
             return json_response(200 if ok else 503, "OK" if ok else "Service Unavailable", payload)
@@ -124,6 +136,20 @@ class Routes:
         connection.request_id = str(uuid.uuid4())
         connection.carrier = carrier
         return None
+
+    def _twilio_voice(
+        self, voice: VoiceWebhook, connection: HarkenConnection, request: Request
+    ) -> Response:
+        if request.method == "POST" and not self._health()[0]:  # Twilio tries its fallback URL
+            return respond(503, "Service Unavailable", b"not ready\n", "text/plain")
+        body = connection.form_body or b""
+        answer = voice.answer(request.method, request.path, request.headers, body)
+        response = respond(
+            answer.status, HTTPStatus(answer.status).phrase, answer.body, answer.content_type
+        )
+        for name, value in answer.headers:
+            response.headers[name] = value
+        return response
 
     def process_response(
         self, connection: ServerConnection, request: Request, response: Response

@@ -13,8 +13,9 @@ underneath (same engine, models, limits, metrics):
   cheap), a ``mark`` after every sentence, and ``clear`` the moment the caller starts speaking.
   The agent protocol's other messages have no place on a phone line and are dropped.
 
-The carrier echoes each mark when the caller has heard the audio before it: :attr:`Player.heard`
-keeps the sentences the caller heard in full.
+The carrier echoes each mark when the caller has heard the audio before it; the session is told
+(``Session.played``), so that on a barge-in its history keeps exactly the sentences whose marks
+came back (to the sentence: the embedded TTS gives no word timings).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from harken.phone import PhoneProfile, choose
+from harken.config import ServerConfig
+from harken.phone import choose
 from harken.protocol.carrier import (
     Carrier,
     CarrierMessageError,
@@ -50,23 +52,25 @@ LEAD: Final = 0.1  # seconds of audio sent ahead of real time
 
 
 @dataclass(slots=True)
-class _Sentence:
-    text: str
-    mark: str = ""
-
-
-@dataclass(slots=True)
 class Player:
-    """Paces the agent's audio to the carrier; marks sentences; clears on barge-in."""
+    """Paces the agent's audio to the carrier; marks sentences; clears on barge-in.
+
+    Sentences are numbered 1, 2, … in the order the session announces them (its
+    ConversationText), as the session numbers them; sentence *n*'s mark is ``"sn"``.
+    ``on_heard(n)`` is called when the carrier echoes it: the caller heard sentences up to *n*.
+    """
 
     send: Callable[[str], Awaitable[None]]
     outbound: Outbound
+    on_heard: Callable[[int], None] = lambda n: None
     queue: deque[bytes | str] = field(default_factory=deque)  # 20 ms frames, or mark names
     partial: bytearray = field(default_factory=bytearray)
-    sentences: list[_Sentence] = field(default_factory=list)
     heard: list[str] = field(default_factory=list)  # sentences whose marks came back, in order
+    announced: int = 0
     marks_sent: int = 0
     clears: int = 0
+    _current: tuple[int, str] | None = None  # the sentence whose audio is arriving, unmarked
+    _pending: dict[str, tuple[int, str]] = field(default_factory=dict)  # marks not echoed
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
     _playhead: float = 0.0
 
@@ -80,28 +84,35 @@ class Player:
     def sentence(self, text: str) -> None:
         """A new sentence starts: mark the end of the one before it."""
         self.end_sentence()
-        self.sentences.append(_Sentence(text))
+        self.announced += 1
+        self._current = (self.announced, text)
 
     def end_sentence(self) -> None:
         if self.partial:  # the last bytes of the sentence, padded with μ-law silence
             self.queue.append(bytes(self.partial) + b"\xff" * (FRAME_BYTES - len(self.partial)))
             self.partial.clear()
-        if self.sentences and not self.sentences[-1].mark:
-            name = f"s{len(self.sentences)}"
-            self.sentences[-1].mark = name
+        if self._current is not None:
+            name = f"s{self._current[0]}"
+            self._pending[name], self._current = self._current, None
             self.queue.append(name)
             self._wake.set()
 
     def echoed(self, name: str) -> None:
-        for sentence in self.sentences:
-            if sentence.mark == name and sentence.text not in self.heard[-1:]:
-                self.heard.append(sentence.text)
+        """The carrier played everything before mark ``name`` (a voided one is ignored)."""
+        sentence = self._pending.pop(name, None)
+        if sentence is not None:
+            self.heard.append(sentence[1])
+            self.on_heard(sentence[0])
 
     async def clear(self) -> None:
-        """The caller speaks: drop what was not sent, and have the carrier drop what it holds."""
+        """The caller speaks: drop what was not sent, and have the carrier drop what it holds.
+
+        The carrier echoes the marks it held at once (Twilio does): they are voided here, since
+        their audio was dropped, not played."""
         self.queue.clear()
         self.partial.clear()
-        self.sentences = [s for s in self.sentences if s.text in self.heard]
+        self._pending.clear()
+        self._current = None
         self.clears += 1
         self._playhead = 0.0
         await self.send(self.outbound.clear())
@@ -121,33 +132,66 @@ class Player:
             now = loop.time()
             self._playhead = max(self._playhead, now)
             if self._playhead - now > LEAD:
+                clears = self.clears
                 await asyncio.sleep(self._playhead - now - LEAD)
+                if clears != self.clears:
+                    continue  # the caller spoke meanwhile: this frame was cleared too
             self._playhead += FRAME_SECONDS
             await self.send(self.outbound.media(item))
+
+
+@dataclass(slots=True)
+class Keypad:
+    """Keys pressed close together are one entry ("1234", not four messages that each cut the
+    reply to the one before): it is complete at ``#`` or ``timeout`` seconds after the last key.
+    """
+
+    message: str  # the user message an entry becomes; "{digit}" is replaced by the keys
+    timeout: float
+    keys: str = ""
+    due: float | None = None  # when the entry in progress is complete
+
+    def press(self, key: str, now: float) -> str | None:
+        """A key: the entry's message if this key completes it."""
+        if key == "#":
+            return self.complete(self.keys or "#")
+        self.keys += key
+        self.due = now + self.timeout
+        return None
+
+    def complete(self, keys: str | None = None) -> str:
+        entry = self.keys if keys is None else keys
+        self.keys, self.due = "", None
+        return json.dumps(
+            {"type": "InjectUserMessage", "content": self.message.format(digit=entry)}
+        )
 
 
 class CarrierLink:
     """The pump's connection for one call (see the module docstring)."""
 
-    def __init__(
-        self,
-        ws: HarkenConnection,
-        carrier: Carrier,
-        profiles: tuple[PhoneProfile, ...],
-        default: str,
-        dtmf: str,
-    ) -> None:
+    def __init__(self, ws: HarkenConnection, carrier: Carrier, config: ServerConfig) -> None:
         self.ws, self.carrier = ws, carrier
         self.transport = ws.transport
-        self._profiles, self._default, self._dtmf = profiles, default, dtmf
+        self._profiles, self._default = config.phone_profiles, config.phone_default_profile
+        self.keypad = Keypad(config.phone_dtmf_message, config.phone_dtmf_timeout_ms / 1000)
         self.player: Player | None = None
+        self.on_heard: Callable[[int], None] = lambda n: None  # the session's ``played``
         self._playing: asyncio.Task[None] | None = None
         self.profile = ""
 
     async def recv_frame(self) -> str | bytes | BadFrame:
         """The next frame for the session: Settings, audio or an injected message."""
+        loop = asyncio.get_running_loop()
         while True:
-            data = await self.ws.recv_frame()
+            due = self.keypad.due
+            if due is None:
+                data = await self.ws.recv_frame()
+            else:  # a keypad entry in progress completes when no key follows in time
+                try:
+                    data = await asyncio.wait_for(self.ws.recv_frame(), max(due - loop.time(), 0))
+                except TimeoutError:
+                    return self.keypad.complete()
             if not isinstance(data, str):
                 continue  # carriers send text; anything else is not theirs to send
             try:
@@ -167,8 +211,7 @@ class CarrierLink:
         if isinstance(event, Media):
             return event.audio if event.track in ("inbound", "inbound_track") else None
         if isinstance(event, Dtmf):
-            content = self._dtmf.format(digit=event.digit)
-            return json.dumps({"type": "InjectUserMessage", "content": content})
+            return self.keypad.press(event.digit, asyncio.get_running_loop().time())
         if isinstance(event, Mark):
             self.player.echoed(event.name)
         elif isinstance(event, Stop):
@@ -185,7 +228,8 @@ class CarrierLink:
             await self.ws.close(1008, why[:120])
             return None
         self.profile = chosen.name
-        self.player = Player(self._send, Outbound(self.carrier, start.stream_id))
+        self.player = Player(self._send, Outbound(self.carrier, start.stream_id), self.on_heard)
+        self.on_heard(0)  # the session cuts history at what the caller heard, from now on
         self._playing = asyncio.create_task(self.player.run())
         log.info("%s call %s: profile %s", self.carrier, start.call_id[:40], chosen.name)
         return chosen.settings

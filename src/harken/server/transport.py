@@ -5,6 +5,10 @@ websockets answers a text frame with invalid UTF-8, or a message in too many fra
 closing the connection itself (1007/1009), so the client never learns why. :meth:`recv_frame`
 returns :data:`INVALID_UTF8` / :data:`TOO_MANY_FRAGMENTS` instead, and the pump answers with a
 proper ``Error``. It relies on ``Connection.recv_messages`` (websockets 17, pinned).
+
+The first request's bytes go through a :class:`~harken.server.post_body.BodyReader` before
+websockets parses them, so that a ``POST`` with a body (Twilio's voice webhook) reaches the
+routes: :attr:`HarkenConnection.form_body` and :attr:`HarkenConnection.body_error`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import TooManyFragments
 
 from harken.protocol.messages import Generation
+from harken.server.post_body import BodyReader
 
 
 class BadFrame(enum.Enum):
@@ -35,6 +40,23 @@ class HarkenConnection(ServerConnection):
         self.request_id = ""
         self.generation = Generation.GA
         self.carrier = ""  # a phone carrier's media stream ("twilio", "telnyx"), not the agent API
+        self.form_body: bytes | None = None  # the body of a POST (the first request only)
+        self.body_error: tuple[int, str] | None = None  # a POST's body refused: (status, why)
+        self._body_reader: BodyReader | None = BodyReader()
+
+    def data_received(self, data: bytes) -> None:
+        reader = self._body_reader
+        if reader is not None:
+            data = reader.feed(data)
+            if reader.interim:
+                self.transport.write(reader.interim)
+                reader.interim = b""
+            self.form_body, self.body_error = reader.body, reader.error
+            if reader.passing:
+                self._body_reader = None
+            if not data:
+                return
+        super().data_received(data)
 
     async def recv_frame(self) -> str | bytes | BadFrame:
         """The next message: ``str`` (text), ``bytes`` (binary) or a :class:`BadFrame`.

@@ -27,7 +27,7 @@ from harken.session.effects import (
     ThinkJob,
     ToolCalls,
 )
-from harken.session.history import Conversation
+from harken.session.history import Conversation, Spoken
 from harken.session.outbox import Outbox
 from harken.session.reply import Reply, Said, Timing, split_sentences
 from harken.session.rounds import Rounds
@@ -68,6 +68,8 @@ class Replies:
         self.reply: Reply | None = None
         self.rounds = Rounds(out, agent, self.history, self._next_round)
         self._next_reply = 1
+        self.announced = 0  # sentences announced so far (each Said is numbered)
+        self.heard_through: int | None = None  # reported playback (None: cut by the clock)
         self.score_held = False  # a held reply's LLM scores the end of the user's text
 
     # ------------------------------------------------------------------ starting
@@ -169,7 +171,9 @@ class Replies:
     def _end_round(self, reply: Reply, now: float) -> None:
         thought = reply.thought
         if thought.tool_calls:  # the text before a tool call precedes it in the context
-            self.conversation.add_assistant(thought.text.strip())
+            reply.voice.round_ends.append(reply.voice.chunks)
+            spoken = _spoken(reply.voice.said, thought.round)
+            self.conversation.add_assistant(thought.text.strip(), spoken)
             thought.committed_round = thought.round
             thought.round += 1
             calls, thought.tool_calls = thought.tool_calls, []
@@ -232,7 +236,9 @@ class Replies:
         if voice.announced:
             return
         voice.announced = True
-        voice.said.append(Said(voice.sentence, reply.thought.round))
+        self.announced += 1
+        round_ = voice.round_of(len(voice.said))
+        voice.said.append(Said(voice.sentence, round_, number=self.announced))
         self.out.send(m.ConversationText(role="assistant", content=voice.sentence))
         self.history(m.History(role="assistant", content=voice.sentence))
 
@@ -281,7 +287,8 @@ class Replies:
         assert reply is not None  # REPLY_FINISHED comes from the reply in progress
         if reply.timing.audio_started is not None:
             self.out.send(m.AgentAudioDone())
-        self.conversation.add_assistant(reply.uncommitted())
+        said = reply.uncommitted_said()
+        self.conversation.add_assistant(" ".join(s.text for s in said), _numbered(said))
         self.reply = None
 
     def failed(self, code: str, message: str, now: float) -> None:
@@ -295,16 +302,33 @@ class Replies:
         reply = self.reply
         assert reply is not None  # CANCEL_REPLY comes from states that have a reply
         self.reply = None
-        # keep only what the client can have played by now (DESIGN.md 4.10)
+        # keep only what the client played (reported), or can have played by now (DESIGN.md 4.10)
         started = reply.timing.audio_started
-        self.conversation.add_assistant(
-            reply.uncommitted(0.0 if started is None else now - started)
-        )
+        if self.heard_through is None:
+            text = reply.uncommitted(0.0 if started is None else now - started)
+        else:
+            text = " ".join(
+                s.text for s in reply.uncommitted_said() if s.number <= self.heard_through
+            )
+        self.conversation.add_assistant(text)
         self.out.cancel(reply.thought.job)
         self.out.cancel(reply.voice.job)
         self.rounds.cancel(reply)
         if started is not None:
             self.out.send(m.AgentAudioDone())
+
+    # ------------------------------------------------------------------ what was heard
+
+    def played(self, through: int) -> None:
+        """The client played the agent's sentences up to number ``through`` (a phone carrier
+        echoes a mark after each): from now on, history is cut to what it reports."""
+        self.heard_through = max(self.heard_through or 0, through)
+
+    def keep_heard(self) -> None:
+        """The user starts speaking: whatever the client has not played is cut from history
+        (the client drops it); without playback reports the clock estimate stands."""
+        if self.heard_through is not None:
+            self.conversation.keep_heard(self.heard_through)
 
     # ------------------------------------------------------------------ time
 
@@ -344,3 +368,13 @@ class Replies:
 
 def _r(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 4)
+
+
+def _numbered(said: list[Said]) -> Spoken:
+    pairs = [(s.number, s.text) for s in said]
+    return lambda: pairs
+
+
+def _spoken(said: list[Said], round_: int) -> Spoken:
+    """A round's sentences, read when needed: they may be announced after the round ended."""
+    return lambda: [(s.number, s.text) for s in said if s.round == round_]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections import deque
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ class Said:
     text: str
     round: int
     audio_seconds: float = 0.0
+    number: int = 0  # the session's sentences are numbered 1, 2, … as they are announced
 
 
 def played(said: list[Said], seconds: float) -> str:
@@ -122,6 +124,12 @@ class Voice:
     sentence: str = ""  # the sentence in the TTS
     announced: bool = False  # its ConversationText went out
     said: list[Said] = field(default_factory=list)
+    round_ends: list[int] = field(default_factory=list)  # chunks cut by each round's end
+
+    def round_of(self, chunk: int) -> int:
+        """The think round the ``chunk``-th sentence (0-based) came from: a sentence may be
+        spoken after its round ended and the next one began (a round that called functions)."""
+        return bisect.bisect_right(self.round_ends, chunk)
 
     def feed(self, text: str) -> None:
         """Add streamed LLM text; complete sentences move to the speaking queue."""
@@ -155,12 +163,13 @@ class Reply:
     parked: list[ProviderEvent] = field(default_factory=list)  # TTS output made while held
     failure: str | None = None  # the LLM failed while held: said once the turn is final
 
-    def uncommitted(self, played_seconds: float | None = None) -> str:
-        """Text said in rounds not yet in the conversation (all of it, or what was played)."""
-        said = [s for s in self.voice.said if s.round > self.thought.committed_round]
-        if played_seconds is None:
-            return " ".join(s.text for s in said)
-        return played(said, played_seconds)
+    def uncommitted(self, played_seconds: float) -> str:
+        """Text said in rounds not yet in the conversation that was played by then."""
+        return played(self.uncommitted_said(), played_seconds)
+
+    def uncommitted_said(self) -> list[Said]:
+        """The sentences of rounds not yet in the conversation."""
+        return [s for s in self.voice.said if s.round > self.thought.committed_round]
 
     @property
     def finished(self) -> bool:

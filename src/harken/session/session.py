@@ -162,6 +162,14 @@ class Session:
         if isinstance(event, JobDone | JobFailed):
             self.out.done(event.job_id)
 
+    def played(self, through: int) -> None:
+        """The client reports that it played the agent's sentences up to number ``through``
+        (numbered 1, 2, … in the order of their ConversationText; 0 before any). From the first
+        report on, a barge-in keeps in history exactly the sentences played, not the clock's
+        estimate. Not a turn event: it changes no state and sends nothing."""
+        if not self.closed:
+            self.turns.replies.played(through)
+
     def tick(self, now: float) -> None:
         if self.closed:
             return
@@ -248,8 +256,8 @@ class Session:
         if agent.context is not None:
             self.turns.replies.conversation = Conversation(agent.context.messages)
         self.out.send(m.SettingsApplied())
+        self._opening(message, now)  # first: the greeting's speech is not queued behind priming
         self.turns.replies.prime()
-        self._opening(message, now)
 
     def _opening(self, settings: m.Settings, now: float) -> None:
         """The greeting, or (early-access ``context.replay``) the last assistant message."""

@@ -299,6 +299,7 @@ class Turns:
 
     def _user_started(self, cause: Cause) -> None:
         self.out.send(m.UserStartedSpeaking())
+        self.replies.keep_heard()  # the client drops what it has not played
 
     def _cancel_reply(self, cause: Cause) -> None:
         self.replies.cancel(cause.now)
