@@ -3,7 +3,8 @@
 The recordings come from the pocketsphinx 5.1.1 sdist (``scripts/fetch_testdata.py`` puts them
 in ``var/testdata/pocketsphinx-5.1.1``; ``$HARKEN_TESTDATA_DIR`` overrides): five LibriVox
 sentences, ``goforward.raw`` and five ``cards`` recordings, 11 utterances and 96 words of read
-human speech, all 16 kHz mono.
+human speech, all 16 kHz mono. :func:`asterisk` adds real 8 kHz telephone speech: a fixed
+selection of Debian's Asterisk English prompts (``scripts/install_asterisk_sounds.sh``).
 
 WER follows MODELS.md: lower-case, hyphens and dashes split words, punctuation is dropped,
 digits are spelled out ("10" = "ten") and Whisper's "Mr." counts as "mister" (as Whisper's own
@@ -44,6 +45,30 @@ LIBRIVOX: Final = tuple(
 )
 CARDS: Final = tuple(f"cards/00{n}" for n in range(1, 6))
 
+PHONE_RATE: Final = 8000
+ASTERISK_ENV: Final = "HARKEN_ASTERISK_SOUNDS"
+ASTERISK_DIR: Final = Path("/usr/share/asterisk/sounds/en_US_f_Allison")
+_INSTALL_ASTERISK: Final = "run `sh scripts/install_asterisk_sounds.sh` (part of `make test`)"
+# Asterisk core sounds 1.6.1 (Debian's asterisk-core-sounds-en-wav, Allison Smith's voice, 8 kHz
+# mono 16-bit): 12 whole sentences of 2.6-5.4 s (46.8 s, 137 words), with the transcripts of the
+# package's own core-sounds-en.txt (in asterisk-core-sounds-en's /usr/share/doc).
+ASTERISK: Final = {
+    "privacy-prompt": "Please enter your phone number, starting with the area code.",
+    "queue-youarenext": "Your call is now first in line and will be answered by the next "
+    "available representative.",
+    "cannot-complete-as-dialed": "Your call cannot be completed as dialed.",
+    "followme/sorry": "I'm sorry, but I was unable to locate the person you are calling",
+    "privacy-unident": "The party you are trying to reach does not accept unidentified calls.",
+    "ss-noservice": "The number you have dialed is not in service. Please check the number and "
+    "try again.",
+    "tt-weasels": "Weasels have eaten our phone system",
+    "vm-nobodyavail": "Nobody is available to take your call at the moment",
+    "vm-rec-name": "After the tone say your name and then press the pound key.",
+    "conf-waitforleader": "The conference will begin when the leader arrives.",
+    "priv-introsaved": "Thank you. Please hold, while I attempt to connect you with your party!",
+    "pbx-invalidpark": "I am sorry, there is no call parked on that extension. Please try again.",
+}
+
 
 class MissingTestData(Exception):
     """The recordings are not where the tests look for them."""
@@ -52,12 +77,13 @@ class MissingTestData(Exception):
 @dataclass(frozen=True, slots=True)
 class Utterance:
     name: str
-    samples: Int16Array  # mono int16 at 16 kHz
+    samples: Int16Array  # mono int16 at ``rate``
     text: str  # the reference transcript
+    rate: int = RATE  # 16 kHz, but 8 kHz for the telephone speech of asterisk()
 
     @property
     def seconds(self) -> float:
-        return self.samples.size / RATE
+        return self.samples.size / self.rate
 
 
 # ----------------------------------------------------------------------------- fail or skip
@@ -152,6 +178,23 @@ def cards() -> list[Utterance]:
 def utterances() -> list[Utterance]:
     """All 11 real utterances: LibriVox, goforward, cards."""
     return [*librivox(), goforward(), *cards()]
+
+
+def asterisk(names: Sequence[str] = tuple(ASTERISK)) -> list[Utterance]:
+    """Real 8 kHz telephone speech: the :data:`ASTERISK` prompts named (all 12 by default),
+    from :data:`ASTERISK_DIR` (``$HARKEN_ASTERISK_SOUNDS`` overrides)."""
+    env = os.environ.get(ASTERISK_ENV)
+    root = Path(env) if env else ASTERISK_DIR
+    out = []
+    for name in names:
+        path = root / f"{name}.wav"
+        if not path.is_file():
+            raise MissingTestData(f"the Asterisk prompt {path} is missing; {_INSTALL_ASTERISK}")
+        audio = read_wav(path.read_bytes())
+        if audio.sample_rate != PHONE_RATE or audio.channels != 1:
+            raise MissingTestData(f"{path} is not 8 kHz mono; {_INSTALL_ASTERISK}")
+        out.append(Utterance(name.replace("/", "-"), audio.samples, ASTERISK[name], PHONE_RATE))
+    return out
 
 
 # ----------------------------------------------------------------------------- synthetic audio

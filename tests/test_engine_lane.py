@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harken.engines.lane import BACKGROUND, NORMAL, URGENT, ComputeLane
+from harken.engines.lane import BACKGROUND, BOOST, NORMAL, URGENT, ComputeLane
 
 
 @pytest.fixture
@@ -94,6 +94,37 @@ async def test_stream_interleaves_sessions_step_by_step(lane: ComputeLane) -> No
     assert a == ["a0", "a1", "a2"]
     assert b == ["b0", "b1", "b2"]
     assert order[:4] in (["a0", "b0", "a1", "b1"], ["b0", "a0", "b1", "a1"])
+
+
+async def test_a_boosted_stream_goes_first_while_its_boost_says_so(lane: ComputeLane) -> None:
+    """A reply whose listener is about to run out of audio (BOOST) is served before the
+    other sessions' NORMAL steps, and only while it needs to be."""
+    order: list[str] = []
+    starving = {"b": True}
+
+    def tokens(label: str) -> Iterator[str]:
+        for i in range(4):
+            order.append(f"{label}{i}")
+            if label == "b" and i == 2:
+                starving["b"] = False  # enough audio now: back in line
+            yield f"{label}{i}"
+
+    async def consume(label: str) -> list[str]:
+        if label == "b":
+            BOOST.set(lambda: starving["b"])
+        return [t async for t in lane.stream(lambda: tokens(label), key=label)]
+
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(lane.run(gate.wait, key="x"))  # hold the lane while queued
+    await asyncio.sleep(0.05)
+    both = asyncio.gather(consume("a"), consume("b"))
+    await asyncio.sleep(0.05)
+    gate.set()
+    await blocker
+    await both
+    # b first while starving, several tokens a step; then round-robin again
+    assert order == ["b0", "b1", "b2", "a0", "b3", "a1", "a2", "a3"]
+    assert BOOST.get() is None  # set in the consuming task only
 
 
 async def test_stream_closes_its_iterator_on_the_lane_when_abandoned(lane: ComputeLane) -> None:

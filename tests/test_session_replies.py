@@ -469,3 +469,24 @@ def test_prime_job_output_is_ignored() -> None:
     prime = jobs(s.settings(), PrimeJob)[0]
     assert s.provider(JobFailed(prime.job_id, "cold")) == []
     assert s.session.out.live == {}
+
+
+def test_a_reply_starves_when_its_audio_runs_out_soon() -> None:
+    """Session.starving: the reply's LLM should go first on the compute lane (BOOST) when the
+    listener will have heard all the audio sent so far within STARVING_SECONDS."""
+    s = ready()
+    assert not s.session.starving(s.now)  # no reply
+    think = ask(s)
+    assert not s.session.starving(s.now)  # thinking: nothing is being heard yet
+    speak = job(s.provider(TextDelta(think.job_id, "Sure thing. ")), SpeakJob)
+    seconds = 0.0
+    for _ in range(60):  # 60 x 20 ms at 24 kHz: 1.2 s of audio sent
+        s.provider(AudioChunk(speak.job_id, AUDIO))
+        seconds += len(AUDIO) / 2 / 24000
+    assert s.session.turns.replies.audio_ahead(s.now) == pytest.approx(seconds)
+    assert s.session.starving(s.now)  # 1.2 s < STARVING_SECONDS
+    for _ in range(60):
+        s.provider(AudioChunk(speak.job_id, AUDIO))
+    assert not s.session.starving(s.now)  # 2.4 s ahead
+    s.advance(1.0)
+    assert s.session.starving(s.now)  # 1.4 s left

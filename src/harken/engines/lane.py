@@ -27,12 +27,21 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 SESSION: ContextVar[str] = ContextVar("harken_session", default="-")
 """The session (connection) on whose behalf the current task runs model work."""
+
+BOOST: ContextVar[Callable[[], bool] | None] = ContextVar("harken_boost", default=None)
+"""Set by a task whose stream must not starve (an LLM whose reply is being heard and whose
+audio is about to run out): while it returns True, that stream's steps are ``URGENT``."""
+
+BURST = 3
+"""Items a boosted stream makes per step (an LLM: tokens, ~50 ms each on 2 cores): between two
+of its steps another session's step runs, so one item per step would only halve its wait."""
 
 URGENT = 0
 NORMAL = 1
@@ -122,21 +131,33 @@ class ComputeLane:
         key: str | None = None,
         what: str = "",
     ) -> AsyncIterator[T]:
-        """Iterate ``make()`` on the lane, one ``next()`` per step, yielding each item."""
+        """Iterate ``make()`` on the lane, one ``next()`` per step, yielding each item; while
+        the caller's :data:`BOOST` says so, a step is ``URGENT`` and makes ``BURST`` items."""
         iterator: Iterator[T] | None = None
+        boost = BOOST.get()
 
-        def step() -> Any:
+        def step(count: int) -> list[Any]:
             nonlocal iterator
             if iterator is None:
                 iterator = make()
-            return next(iterator, _END)
+            items: list[Any] = []
+            while len(items) < count and (not items or items[-1] is not _END):
+                items.append(next(iterator, _END))
+            return items
 
         try:
             while True:
-                item = await self.run(step, priority=priority, key=key, what=what)
-                if item is _END:
-                    return
-                yield item
+                boosted = boost is not None and boost()
+                items = await self.run(
+                    partial(step, BURST if boosted else 1),
+                    priority=URGENT if boosted else priority,
+                    key=key,
+                    what=what,
+                )
+                for item in items:
+                    if item is _END:
+                        return
+                    yield item
         finally:
             # close the iterator on the lane thread (never on the GC's), without waiting; queued
             # even if no step has made it yet, as the step running now on the lane may make it

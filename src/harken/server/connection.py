@@ -283,7 +283,12 @@ class Pump:
         gate = None
         if isinstance(job, ThinkJob) and job.held:
             gate = self._gates[job.job_id] = asyncio.Event()
-        task = self._tg.create_task(self._runner.run(job, self._emit, gate=gate))
+        starving = None
+        if isinstance(job, ThinkJob):
+            session, loop = self.session, self._loop
+            starving = lambda: session.starving(loop.time())  # noqa: E731
+        run = self._runner.run(job, self._emit, gate=gate, starving=starving)
+        task = self._tg.create_task(run)
         self._jobs[job.job_id] = task
         task.add_done_callback(lambda done: self._forget(job.job_id, done))
 

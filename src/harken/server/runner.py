@@ -31,6 +31,7 @@ from typing import TypeVar
 import httpx
 import numpy as np
 
+from harken.engines.lane import BOOST
 from harken.errors import ProviderError
 from harken.protocol import audio
 from harken.protocol.codes import SPEAK_REQUEST_FAILED, THINK_REQUEST_FAILED
@@ -127,13 +128,24 @@ class Runner:
         except Exception:  # freeing memory must never disturb anything else
             log.exception("could not drop the cache of session %s", session)
 
-    async def run(self, job: Job, emit: Emit, *, gate: asyncio.Event | None = None) -> None:
+    async def run(
+        self,
+        job: Job,
+        emit: Emit,
+        *,
+        gate: asyncio.Event | None = None,
+        starving: Callable[[], bool] | None = None,
+    ) -> None:
         """Run ``job`` to completion, reporting through ``emit``. Never raises (but cancels).
 
         ``gate`` (a held reply's ``ThinkJob``): once its first sentence is out, the LLM is not
         asked for more until the gate is set (the turn is final): a guess that may be void
         leaves the compute lane to other sessions' committed replies.
+        ``starving`` (a ``ThinkJob``): while it says True (the audio the listener has will run
+        out soon), this LLM's steps go before other sessions' (:data:`~harken.engines.lane.BOOST`).
         """
+        if starving is not None:
+            BOOST.set(starving)  # this job's own task: no other job sees it
         try:
             await self._dispatch(job, emit, gate)
         except ProviderError as exc:

@@ -317,6 +317,15 @@ class Replies:
         if started is not None:
             self.out.send(m.AgentAudioDone())
 
+    def audio_ahead(self, now: float) -> float | None:
+        """Seconds of the reply's audio sent and not yet played by ``now`` (if played at real
+        time from its first frame); ``None`` while no reply is being heard."""
+        reply = self.reply
+        if reply is None or reply.held or reply.timing.audio_started is None:
+            return None
+        sent = sum(s.audio_seconds for s in reply.voice.said)
+        return reply.timing.audio_started + sent - now
+
     # ------------------------------------------------------------------ what was heard
 
     def played(self, through: int) -> None:

@@ -53,6 +53,11 @@ class Catalog(Protocol):
         ...
 
 
+STARVING_SECONDS = 1.5
+"""A reply whose listener has less audio than this left to hear is starving: its LLM's next
+sentence must be ready before it runs out (the LLM needs ~0.5-1 s for one on 2 cores)."""
+
+
 class Session:
     def __init__(
         self,
@@ -161,6 +166,12 @@ class Session:
         self.turns.on_provider(event, kind, now)
         if isinstance(event, JobDone | JobFailed):
             self.out.done(event.job_id)
+
+    def starving(self, now: float) -> bool:
+        """The listener hears the agent and will run out of its audio within
+        ``STARVING_SECONDS``: the reply's LLM should go before work that can wait."""
+        ahead = self.turns.replies.audio_ahead(now)
+        return ahead is not None and ahead < STARVING_SECONDS
 
     def played(self, through: int) -> None:
         """The client reports that it played the agent's sentences up to number ``through``
