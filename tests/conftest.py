@@ -165,6 +165,16 @@ class ServerThread:
         return len(self.server._pumps)
 
 
+@contextlib.contextmanager
+def serving(config: ServerConfig) -> Iterator[ServerThread]:
+    """A server with ``config`` for the duration of a ``with`` (or a fixture's ``yield``)."""
+    running = ServerThread(config).start()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
 def harken_config(**overrides: Any) -> ServerConfig:
     base: dict[str, Any] = {"host": "127.0.0.1", "port": 0, "providers": "testing"}
     base.update(overrides)

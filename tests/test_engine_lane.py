@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from harken.engines.lane import BACKGROUND, BOOST, NORMAL, URGENT, ComputeLane
+from harken.engines.lane import BACKGROUND, BOOST, BURST, NORMAL, URGENT, ComputeLane
 
 
 @pytest.fixture
@@ -98,14 +98,15 @@ async def test_stream_interleaves_sessions_step_by_step(lane: ComputeLane) -> No
 
 async def test_a_boosted_stream_goes_first_while_its_boost_says_so(lane: ComputeLane) -> None:
     """A reply whose listener is about to run out of audio (BOOST) is served before the
-    other sessions' NORMAL steps, and only while it needs to be."""
+    other sessions' NORMAL steps, BURST items a step, and only while it needs to be."""
     order: list[str] = []
     starving = {"b": True}
+    count = BURST + 2
 
     def tokens(label: str) -> Iterator[str]:
-        for i in range(4):
+        for i in range(count):
             order.append(f"{label}{i}")
-            if label == "b" and i == 2:
+            if label == "b" and i == BURST - 1:
                 starving["b"] = False  # enough audio now: back in line
             yield f"{label}{i}"
 
@@ -121,9 +122,11 @@ async def test_a_boosted_stream_goes_first_while_its_boost_says_so(lane: Compute
     await asyncio.sleep(0.05)
     gate.set()
     await blocker
-    await both
-    # b first while starving, several tokens a step; then round-robin again
-    assert order == ["b0", "b1", "b2", "a0", "b3", "a1", "a2", "a3"]
+    a, b = await both
+    assert a == [f"a{i}" for i in range(count)] and b == [f"b{i}" for i in range(count)]
+    # b first while starving, BURST tokens in one step; a waited behind it
+    assert order[: BURST + 1] == [*(f"b{i}" for i in range(BURST)), "a0"]
+    assert order[BURST + 1 : BURST + 3] == [f"b{BURST}", "a1"]  # then round-robin again
     assert BOOST.get() is None  # set in the consuming task only
 
 

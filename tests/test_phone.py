@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import ServerThread, harken_config
+from conftest import ServerThread, harken_config, serving
 from harken.errors import ConfigError
 from harken.phone import choose, parse_profiles
 from harken.server.phone import CarrierLink, Keypad
@@ -40,11 +40,8 @@ PROFILES: dict[str, Any] = {
 
 @pytest.fixture(scope="module")
 def phone() -> Iterator[ServerThread]:
-    running = ServerThread(harken_config(phone_profiles=PROFILES)).start()
-    try:
+    with serving(harken_config(phone_profiles=PROFILES)) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def tone(seconds: float, level: int = 8000) -> Any:
@@ -209,18 +206,14 @@ def test_a_server_side_function_runs_on_a_call() -> None:
         allow_loopback_functions=True,
         phone_dtmf_message="Check the order_status of order {digit}.",
     )
-    server = ServerThread(config).start()
-    try:
-        with CarrierClient(server.url("/twilio"), {"agent": "shop"}) as call:
-            call.wait_for("mark")
-            call.dtmf("7")
-            call.dtmf("#")
-            wait_until(lambda: any("shipped" in t for r, t in said(server) if r == "assistant"))
-            reply = call.wait_for("media", after=time.monotonic())
-            assert reply.data["media"]["payload"]
-    finally:
-        server.stop()
-        http.shutdown()
+    with serving(config) as server, CarrierClient(server.url("/twilio"), {"agent": "shop"}) as call:
+        call.wait_for("mark")
+        call.dtmf("7")
+        call.dtmf("#")
+        wait_until(lambda: any("shipped" in t for r, t in said(server) if r == "assistant"))
+        reply = call.wait_for("media", after=time.monotonic())
+        assert reply.data["media"]["payload"]
+    http.shutdown()
     assert len(requests) == 1 and "order" in json.loads(requests[0])
 
 

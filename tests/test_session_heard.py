@@ -48,6 +48,19 @@ def reply(s: Script, text: str, user: str = "Tell me.") -> list[SpeakJob]:
         effects += s.provider(JobDone(speak.job_id))
 
 
+def check_the_weather(s: Script) -> ThinkJob:
+    """ "Let me check." (spoken after its round ended), a function call and its result; returns
+    the next round's think job."""
+    think = job(s.text({"type": "InjectUserMessage", "content": "Weather?"}), ThinkJob)
+    speak = job(s.provider(TextDelta(think.job_id, "Let me check. ")), SpeakJob)
+    s.provider(ToolCalls(think.job_id, (ToolCall("c1", "get_weather", '{"location":"Oslo"}'),)))
+    s.provider(JobDone(think.job_id))
+    s.provider(AudioChunk(speak.job_id, AUDIO))
+    s.provider(JobDone(speak.job_id))
+    answer = {"type": "FunctionCallResponse", "id": "c1", "name": "get_weather", "content": "Sun"}
+    return job(s.text(answer), ThinkJob)
+
+
 def barge_in(s: Script) -> None:
     s.session.turns.hear(ListenEvent("onset"), s.now)
     s.drain()
@@ -102,14 +115,7 @@ def test_a_reply_in_progress_keeps_what_was_played_not_the_clock() -> None:
 
 def test_a_function_round_keeps_its_call_and_what_was_heard_before_it() -> None:
     s = ready()
-    effects = s.text({"type": "InjectUserMessage", "content": "Weather?"})
-    think = job(effects, ThinkJob)
-    speak = job(s.provider(TextDelta(think.job_id, "Let me check. ")), SpeakJob)
-    s.provider(ToolCalls(think.job_id, (ToolCall("c1", "get_weather", '{"location":"Oslo"}'),)))
-    s.provider(JobDone(think.job_id))
-    s.provider(AudioChunk(speak.job_id, AUDIO))
-    s.provider(JobDone(speak.job_id))
-    s.text({"type": "FunctionCallResponse", "id": "c1", "name": "get_weather", "content": "Sun"})
+    check_the_weather(s)
     s.session.played(1)
     barge_in(s)
     roles = [role for role, _ in history(s)]
@@ -151,17 +157,7 @@ def test_a_sentence_spoken_after_its_round_ended_belongs_to_that_round() -> None
     function ended; it goes into history once, before the call (it was counted twice)."""
     s = Script()
     s.settings()
-    effects = s.text({"type": "InjectUserMessage", "content": "Weather?"})
-    think = job(effects, ThinkJob)
-    speak = job(s.provider(TextDelta(think.job_id, "Let me check. ")), SpeakJob)
-    s.provider(ToolCalls(think.job_id, (ToolCall("c1", "get_weather", '{"location":"Oslo"}'),)))
-    s.provider(JobDone(think.job_id))
-    s.provider(AudioChunk(speak.job_id, AUDIO))
-    s.provider(JobDone(speak.job_id))
-    effects = s.text(
-        {"type": "FunctionCallResponse", "id": "c1", "name": "get_weather", "content": "Sun"}
-    )
-    second = job(effects, ThinkJob)
+    second = check_the_weather(s)
     speak = job(s.provider(TextDelta(second.job_id, "It is sunny. ")), SpeakJob)
     s.provider(JobDone(second.job_id))
     s.provider(AudioChunk(speak.job_id, AUDIO))

@@ -20,7 +20,7 @@ import pytest
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 from websockets.sync.client import connect
 
-from conftest import ServerThread, harken_config
+from conftest import ServerThread, harken_config, serving
 from harken.config import load_config
 from harken.errors import ConfigError
 from harken.server import post_body, twilio_voice
@@ -48,22 +48,15 @@ FORM = "application/x-www-form-urlencoded"
 
 @pytest.fixture(scope="module")
 def signed() -> Iterator[ServerThread]:
-    config = harken_config(phone_profiles=PROFILES, twilio_auth_token=TOKEN)
-    running = ServerThread(config).start()
-    try:
+    with serving(harken_config(phone_profiles=PROFILES, twilio_auth_token=TOKEN)) as running:
         yield running
-    finally:
-        running.stop()
 
 
 @pytest.fixture(scope="module")
 def unsigned() -> Iterator[ServerThread]:
     config = harken_config(phone_profiles=PROFILES, public_url="https://agent.example.com")
-    running = ServerThread(config).start()
-    try:
+    with serving(config) as running:
         yield running
-    finally:
-        running.stop()
 
 
 def post(

@@ -39,9 +39,10 @@ BOOST: ContextVar[Callable[[], bool] | None] = ContextVar("harken_boost", defaul
 """Set by a task whose stream must not starve (an LLM whose reply is being heard and whose
 audio is about to run out): while it returns True, that stream's steps are ``URGENT``."""
 
-BURST = 3
-"""Items a boosted stream makes per step (an LLM: tokens, ~50 ms each on 2 cores): between two
-of its steps another session's step runs, so one item per step would only halve its wait."""
+BURST = 6
+"""Items a boosted stream makes per step (an LLM: tokens, ~50 ms each on 2 cores, so ~0.3 s):
+between two of its steps another session's step runs, so one item per step would only halve
+its wait. At four phone calls, 6 left fewer gaps than 3 (BENCHMARKS.md, issue 12)."""
 
 URGENT = 0
 NORMAL = 1
