@@ -280,20 +280,46 @@ def test_healthz_503_until_providers_load() -> None:
 
 
 def test_session_cap(make_server: Any) -> None:
+    """A full replica says so on /healthz and refuses the handshake with HTTP 503 before the
+    upgrade (a balancer retries another replica); one slot frees, it takes sessions again."""
     server = make_server(max_sessions=2)
     first, second = start_session(server), start_session(server)
-    with open_ws(server) as third:
-        assert recv_json(third)["type"] == "Welcome"
-        error, code = closing_error(third)
-        assert error["code"] == "TOO_MANY_SESSIONS" and code == 1000
+    status, body, _ = http_get(server.http("/healthz"))
+    assert status == 503 and json.loads(body) | {"providers": 0} == {
+        "status": "full",
+        "providers": 0,
+        "sessions": 2,
+        "capacity": 2,
+    }
+    with pytest.raises(InvalidStatus) as refused:
+        open_ws(server)
+    response = refused.value.response
+    assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+    assert json.loads(response.body)["err_code"] == "TOO_MANY_SESSIONS"
     still_answers(first)
     first.close()
     deadline = time.monotonic() + 3
     while server.session_count() > 1 and time.monotonic() < deadline:
         time.sleep(0.02)
+    assert http_get(server.http("/healthz"))[0] == 200
     with start_session(server) as fourth:
         still_answers(fourth)
     second.close()
+    metrics = http_get(server.http("/metrics"))[1]
+    assert "harken_sessions_capacity 2.0" in metrics and "harken_draining 0.0" in metrics
+
+
+def test_a_session_that_slips_past_a_full_check_still_gets_too_many_sessions(
+    make_server: Any,
+) -> None:
+    """Two handshakes can pass the 503 check at once: the session cap behind it holds."""
+    server = make_server(max_sessions=1)
+    server.server._routes._health = lambda: (True, {"status": "ok"})  # both raced the check
+    with start_session(server) as first, open_ws(server) as second:
+        assert recv_json(second)["type"] == "Welcome"
+        error, code = closing_error(second)
+        assert error["code"] == "TOO_MANY_SESSIONS" and code == 1000
+        still_answers(first)
 
 
 def test_session_crash_is_contained(
@@ -325,7 +351,7 @@ def test_in_process_shutdown_sends_going_away() -> None:
     running.call(running.server.shutdown())
     for ws in sessions:
         error, code = closing_error(ws)
-        assert error["code"] == "SERVER_GOING_AWAY" and code == 1000
+        assert error["code"] == "SERVER_GOING_AWAY" and code == 1001
         assert "shutting down" in error["description"]
     assert time.monotonic() - started < 5
     running.loop.call_soon_threadsafe(running.loop.stop)

@@ -140,5 +140,5 @@ async def test_stop_sends_error_and_closes() -> None:
     pump = make_pump(ws, session)
     pump.go_away()
     await asyncio.wait_for(pump.run(), 2)
-    assert ws.closed == (1000, "SERVER_GOING_AWAY")
+    assert ws.closed == (1000, "SERVER_GOING_AWAY")  # as the fake session closes
     assert '"SERVER_GOING_AWAY"' in ws.sent[0].decode()

@@ -72,7 +72,7 @@ def test_signal_sends_going_away_and_exits_0(child: Process, signum: int) -> Non
     child.proc.send_signal(signum)
     for ws in (ga, ea):
         error, code = closing_error(ws)
-        assert error["code"] == "SERVER_GOING_AWAY" and code == 1000
+        assert error["code"] == "SERVER_GOING_AWAY" and code == 1001
         assert (
             error["description"] == ("The server is shutting down; reconnect to another instance.")
             or "message" in error
@@ -80,4 +80,20 @@ def test_signal_sends_going_away_and_exits_0(child: Process, signum: int) -> Non
     assert child.proc.wait(10) == 0
     assert time.monotonic() - started < 6
     log = "".join(child.lines)
-    assert "Traceback" not in log and "shutting down" in log
+    assert "Traceback" not in log and "draining" in log
+
+
+def test_sigterm_drains_a_reply_and_a_second_signal_stops_at_once(child: Process) -> None:
+    server = child.as_server()
+    busy = start_session(server, GA)
+    busy.send('{"type": "InjectUserMessage", "content": "[slow] a long story, please"}')
+    time.sleep(0.3)  # the reply is under way (~0.5 s a word)
+    child.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+    assert child.proc.poll() is None  # still draining: the reply goes on
+    started = time.monotonic()
+    child.proc.send_signal(signal.SIGTERM)
+    error, code = closing_error(busy)
+    assert error["code"] == "SERVER_GOING_AWAY" and code == 1001
+    assert child.proc.wait(10) == 0
+    assert time.monotonic() - started < 4

@@ -313,3 +313,13 @@ def test_a_tick_at_the_slow_think_deadline_always_moves_it() -> None:
     s.session.tick(deadline)
     assert one(s.drain(), m.Warning).code == codes.SLOW_THINK_REQUEST
     assert s.session.next_deadline() == 3.2 + 10.0
+
+
+def test_a_session_is_at_rest_only_between_turns() -> None:
+    """A draining server closes a session when it is at rest, not mid-turn."""
+    s = Script()
+    assert s.session.at_rest  # no Settings yet
+    s.settings()
+    assert s.session.at_rest
+    s.text({"type": "InjectUserMessage", "content": "Hello?"})
+    assert not s.session.at_rest  # thinking

@@ -114,6 +114,9 @@ class ServerConfig:
     audio_rate_factor: float = 16.0  # x real time of the declared input format ...
     audio_window: float = 5.0  # ... sustained over this many seconds
     shutdown_grace: float = 3.0  # seconds sessions get to flush SERVER_GOING_AWAY
+    # SIGTERM drains first: no new sessions (/healthz and handshakes 503); each session is told
+    # SERVER_GOING_AWAY (close 1001) once it is at rest, at the latest after drain_timeout s
+    drain_timeout: float = 30.0
     # functions
     allow_loopback_functions: bool = False
     function_timeout: float = 10.0
@@ -250,6 +253,7 @@ _COERCE: dict[str, Callable[[str, object], object]] = {
     "audio_rate_factor": _as_float,
     "audio_window": _as_float,
     "shutdown_grace": _as_float,
+    "drain_timeout": _as_float,
     "allow_loopback_functions": _as_bool,
     "function_timeout": _as_float,
     "allow_loopback_endpoints": _as_bool,
@@ -434,6 +438,8 @@ def _validate(config: ServerConfig) -> ServerConfig:
         raise ConfigError("speculate_after_ms: must be shorter than end_of_turn_ms")
     if config.shutdown_grace < 0:
         raise ConfigError("shutdown_grace: must not be negative")
+    if config.drain_timeout < 0:
+        raise ConfigError("drain_timeout: must not be negative")
     if config.turn_detection == "semantic" and not config.turn_model:
         raise ConfigError("turn_detection: 'semantic' needs a turn_model")
     if config.turn_detection not in ("auto", "silence", "semantic"):

@@ -2,9 +2,10 @@
 
 :class:`HarkenServer` is usable from tests (``await server.start()`` on port 0, then
 ``await server.shutdown()``); :func:`serve` is what ``harken serve`` runs: it installs SIGTERM
-and SIGINT handlers that stop accepting, send every live session
-``Error{SERVER_GOING_AWAY}`` and a close with 1000, and return 0 within ``shutdown_grace``
-seconds (plus a short close timeout).
+and SIGINT handlers that drain (:meth:`HarkenServer.drain`: no new sessions, ``/healthz`` 503,
+each session told ``Error{SERVER_GOING_AWAY}`` and closed with 1001 once its turn is over, at the
+latest after ``drain_timeout``), then stop within ``shutdown_grace`` seconds (plus a short close
+timeout) and return 0. A second signal skips the rest of the drain.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from harken.session.session import Session, SessionLimits
 log = logging.getLogger("harken.server")
 
 CLOSE_TIMEOUT = 2.0
+DRAIN_POLL = 0.05  # seconds between looks for sessions at rest while draining
 TOO_MANY = (
     "This server already holds its maximum of {n} concurrent sessions; try again later or "
     "connect to another instance."
@@ -50,7 +52,7 @@ TOO_MANY = (
 class HarkenServer:
     def __init__(self, config: ServerConfig, *, registry: Registry | None = None) -> None:
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = Metrics(config.max_sessions)
         self.registry = registry
         self.runner: Runner | None = None
         self.load_error: str | None = None
@@ -80,6 +82,7 @@ class HarkenServer:
         voice = VoiceWebhook(config)
         self._routes = Routes(config.api_keys, self.metrics, self._health, carriers, voice)
         self._stopping = False
+        self.draining = False
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -91,7 +94,35 @@ class HarkenServer:
 
     @property
     def ready(self) -> bool:
-        return self.runner is not None and not self._stopping
+        return self.runner is not None and not self._stopping and not self.draining
+
+    async def drain(self) -> None:
+        """Stop taking sessions (``/healthz`` and new handshakes answer 503, so a balancer
+        sends them to another replica) and end each live one with ``SERVER_GOING_AWAY`` and a
+        1001 close once it is at rest (no reply in progress, the user not speaking), at the
+        latest after ``drain_timeout``; returns when no session is left (or at the timeout).
+        A phone call is never at rest for this (closing the stream hangs up on the caller): it
+        is given the whole ``drain_timeout`` to end."""
+        if self.draining or self._server is None:
+            return
+        self.draining = True
+        self.metrics.draining = 1
+        log.info("draining: %d session(s) to finish their turn", len(self._pumps))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.drain_timeout
+        while self._pumps and loop.time() < deadline:
+            for pump in list(self._pumps):
+                if pump.session.at_rest and not pump.carrier and not pump.going:
+                    pump.go_away()
+            await asyncio.sleep(DRAIN_POLL)
+        for pump in list(self._pumps):
+            if not pump.going:
+                pump.go_away()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.config.shutdown_grace + CLOSE_TIMEOUT):
+                while self._pumps:
+                    await asyncio.sleep(DRAIN_POLL)
+        log.info("drained (%d session(s) left)", len(self._pumps))
 
     async def start(self, *, load: bool = True) -> None:
         """Listen, then load the providers (``/healthz`` answers 503 until they are ready).
@@ -214,11 +245,17 @@ class HarkenServer:
             )
 
     def _health(self) -> tuple[bool, dict[str, object]]:
+        sessions, capacity = len(self._pumps), self.config.max_sessions
         if self.ready and self.registry is not None:
             label = self.registry.engines.label or self.config.providers
-            return True, {"status": "ok", "providers": label, "sessions": len(self._pumps)}
+            load: dict[str, object] = {"sessions": sessions, "capacity": capacity}
+            if sessions >= capacity:  # full: a balancer sends new sessions elsewhere
+                return False, {"status": "full", "providers": label, **load}
+            return True, {"status": "ok", "providers": label, **load}
         if self._stopping:
             return False, {"status": "stopping"}
+        if self.draining:
+            return False, {"status": "draining", "sessions": sessions}
         if self.load_error is not None:
             return False, {"status": "error", "detail": self.load_error}
         return False, {"status": "loading"}
@@ -247,9 +284,10 @@ class HarkenServer:
             link.on_heard = session.played
             wire = link
         pump = Pump(wire, session, runner, self.config, self.metrics, client_session=client_session)
-        if len(self._pumps) >= self.config.max_sessions or self._stopping:
+        pump.carrier = link is not None
+        if len(self._pumps) >= self.config.max_sessions or self._stopping or self.draining:
             log.warning("session cap of %d reached; refusing a session", self.config.max_sessions)
-            if self._stopping:
+            if self._stopping or self.draining:
                 pump.go_away()
             else:
                 pump.stop(codes.TOO_MANY_SESSIONS, TOO_MANY.format(n=self.config.max_sessions))
@@ -297,6 +335,14 @@ async def serve(config: ServerConfig) -> int:
         stopping.cancel()
         return 1
     await stopping
-    log.info("signal received; shutting down")
+    log.info("signal received; draining (a second signal stops at once)")
+    stop.clear()
+    draining = asyncio.create_task(server.drain())
+    again = asyncio.create_task(stop.wait())
+    await asyncio.wait({draining, again}, return_when=asyncio.FIRST_COMPLETED)
+    for task in (draining, again):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await server.shutdown()
     return 0

@@ -109,6 +109,8 @@ class Pump:
         self._format_known = False
         self._ears: Ears | None = None  # VAD over the client's audio, once Settings are known
         self._broken = False  # the session raised and could not even fail cleanly
+        self.going = False  # told SERVER_GOING_AWAY (drain or shutdown)
+        self.carrier = False  # a phone call (a carrier's stream): a drain waits for its end
         self._lost = False
         self._closed = False
 
@@ -119,6 +121,7 @@ class Pump:
         self._call(self.session.fail, code, description)
 
     def go_away(self) -> None:
+        self.going = True
         self.stop(codes.SERVER_GOING_AWAY, GOING_AWAY)
 
     def _call(self, method: Callable[..., None], *args: Any, throttle: bool = False) -> None:

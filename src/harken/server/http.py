@@ -70,6 +70,14 @@ def not_found(path: str) -> Response:
     return json_response(404, "Not Found", {"err_code": "NOT_FOUND", "err_msg": f"No route {path}"})
 
 
+REFUSALS = {  # /healthz status -> the 503's err_code and err_msg
+    "loading": ("NOT_READY", "The server is still loading its models."),
+    "full": ("TOO_MANY_SESSIONS", "This server has no room for another session; retry."),
+    "draining": ("SERVER_GOING_AWAY", "This server is shutting down; connect to another one."),
+    "stopping": ("SERVER_GOING_AWAY", "This server is shutting down; connect to another one."),
+}
+
+
 class Routes:
     """``process_request`` / ``process_response`` / ``select_subprotocol`` for ``serve()``."""
 
@@ -118,21 +126,28 @@ class Routes:
         if not auth.is_authorized(request.headers, self._keys):
             log.info("rejected %s: missing or invalid credentials (401)", request.path)
             return auth.unauthorized()
-        ok, _ = self._health()
-        if not ok:
-            return json_response(
-                503,
-                "Service Unavailable",
-                {"err_code": "NOT_READY", "err_msg": "The server is still loading its models."},
-            )
+        refused = self._refused()
+        if refused is not None:
+            return refused
         connection.request_id = str(uuid.uuid4())
         connection.generation = generation
         return None  # let websockets perform (or refuse) the upgrade
 
+    def _refused(self) -> Response | None:
+        """503 before the upgrade when no session can be taken (loading, full, draining): a
+        balancer (nginx ``proxy_next_upstream http_503``) tries another replica."""
+        ok, health = self._health()
+        if ok:
+            return None
+        code, message = REFUSALS.get(str(health.get("status")), REFUSALS["loading"])
+        response = json_response(503, "Service Unavailable", {"err_code": code, "err_msg": message})
+        response.headers["Retry-After"] = "1"
+        return response
+
     def _call(self, connection: HarkenConnection, carrier: str) -> Response | None:
-        ok, _ = self._health()
-        if not ok:
-            return json_response(503, "Service Unavailable", {"err_code": "NOT_READY"})
+        refused = self._refused()
+        if refused is not None:
+            return refused
         connection.request_id = str(uuid.uuid4())
         connection.carrier = carrier
         return None

@@ -93,8 +93,10 @@ def _le(bound: float) -> str:
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 0) -> None:
         self.sessions_active = 0
+        self.capacity = capacity  # max_sessions
+        self.draining = 0  # 1 once SIGTERM started the drain
         self.sessions_total: Counter[str] = Counter()
         self.client_messages: Counter[str] = Counter()
         self.errors: Counter[str] = Counter()
@@ -112,6 +114,12 @@ class Metrics:
     def collect(self) -> Iterator[Metric]:
         yield GaugeMetricFamily(
             "harken_sessions_active", "Open agent sessions", value=self.sessions_active
+        )
+        yield GaugeMetricFamily(
+            "harken_sessions_capacity", "Sessions this replica takes (max_sessions)", self.capacity
+        )
+        yield GaugeMetricFamily(
+            "harken_draining", "1 while the replica drains (no new sessions)", self.draining
         )
         yield _labelled("harken_sessions", "Sessions accepted", "generation", self.sessions_total)
         yield _labelled(

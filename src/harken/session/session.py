@@ -167,6 +167,12 @@ class Session:
         if isinstance(event, JobDone | JobFailed):
             self.out.done(event.job_id)
 
+    @property
+    def at_rest(self) -> bool:
+        """Nobody is in the middle of a turn: no reply in progress, the user not speaking (a
+        draining server closes a session at such a moment, not mid-sentence)."""
+        return self.state in (State.AWAITING_SETTINGS, State.LISTENING)
+
     def starving(self, now: float) -> bool:
         """The listener hears the agent and will run out of its audio within
         ``STARVING_SECONDS``: the reply's LLM should go before work that can wait."""
@@ -239,7 +245,8 @@ class Session:
         self.out.cancel_all()
         self.listener.reset()
         self.out.send(m.Error(code=code, description=description))
-        self.out.close(1000, code)
+        # 1001 "going away": a client (the JavaScript SDK does) reconnects, to another replica
+        self.out.close(1001 if code == codes.SERVER_GOING_AWAY else 1000, code)
 
     def shut(self) -> None:
         self.out.cancel_all()

@@ -1,0 +1,88 @@
+"""Draining (issue 13): a replica told to stop takes no new session (``/healthz`` and the
+handshake answer 503, so a balancer goes elsewhere) and ends each live one with
+SERVER_GOING_AWAY and a 1001 close once its turn is over, at the latest after drain_timeout."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from conftest import ServerThread, closing_error, open_ws, recv_json, start_session
+from phone_client import CarrierClient
+from test_server import http_get
+
+pytestmark = [pytest.mark.loopback, pytest.mark.timeout(60)]
+
+SLOW = {"type": "InjectUserMessage", "content": "[slow] tell me a story"}  # ~0.5 s a word
+
+
+def drain_in_background(server: ServerThread) -> threading.Thread:
+    thread = threading.Thread(target=lambda: server.call(server.server.drain(), 60))
+    thread.start()
+    return thread
+
+
+def wait_for(ws: Any, kind: str, timeout: float = 10.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        message = recv_json(ws, max(0.01, deadline - time.monotonic()))
+        if message["type"] == kind:
+            return message
+
+
+def test_a_drain_lets_a_reply_finish_and_closes_idle_sessions_at_once(make_server: Any) -> None:
+    server = make_server()
+    idle, busy = start_session(server), start_session(server)
+    busy.send(json.dumps(SLOW))
+    wait_for(busy, "ConversationText")  # the user's text; the reply is on its way
+    started = time.monotonic()
+    draining = drain_in_background(server)
+    error, code = closing_error(idle)
+    assert error["code"] == "SERVER_GOING_AWAY" and code == 1001  # 1001: clients reconnect
+    assert time.monotonic() - started < 1.0
+    status, body, _ = http_get(server.http("/healthz"))
+    assert status == 503 and json.loads(body)["status"] == "draining"
+    with pytest.raises(InvalidStatus) as refused:
+        open_ws(server)
+    assert refused.value.response.status_code == 503
+    assert json.loads(refused.value.response.body)["err_code"] == "SERVER_GOING_AWAY"
+    seen: list[str] = []
+    with pytest.raises(ConnectionClosed):  # read until the close
+        while True:
+            seen.append(recv_json(busy, 15)["type"])
+    assert seen.index("AgentAudioDone") < seen.index("Error")  # the reply was said in full
+    assert busy.close_code == 1001
+    draining.join(10)
+    assert not draining.is_alive() and server.session_count() == 0
+
+
+def test_a_drain_ends_a_long_turn_at_drain_timeout(make_server: Any) -> None:
+    server = make_server(drain_timeout=0.5)
+    busy = start_session(server)
+    busy.send(json.dumps(SLOW))
+    wait_for(busy, "ConversationText")
+    started = time.monotonic()
+    draining = drain_in_background(server)
+    error, code = closing_error(busy)
+    assert error["code"] == "SERVER_GOING_AWAY" and code == 1001
+    assert 0.4 < time.monotonic() - started < 2.0
+    draining.join(10)
+
+
+def test_a_phone_call_is_not_hung_up_until_drain_timeout(make_server: Any) -> None:
+    server = make_server(drain_timeout=1.0)
+    with CarrierClient(server.url("/twilio")) as call:
+        call.wait_for("mark")
+        started = time.monotonic()
+        draining = drain_in_background(server)
+        deadline = time.monotonic() + 5
+        while call.closed_code is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert call.closed_code == 1001
+        assert time.monotonic() - started > 0.9  # at rest all along, but a call is not cut
+    draining.join(10)
