@@ -256,6 +256,18 @@ def test_healthz_metrics_and_404(server: ServerThread) -> None:
     assert status == 200 and "harken" in body
 
 
+def test_reply_latencies_are_histograms_on_metrics(make_server: Any) -> None:
+    server = make_server()
+    with start_session(server) as ws:
+        for n in range(2):
+            ws.send(json.dumps({"type": "InjectUserMessage", "content": f"Hello {n}"}))
+            recv_until(ws, "AgentAudioDone")
+    body = http_get(server.http("/metrics"))[1]
+    assert "harken_reply_latency_seconds_count 2.0" in body
+    assert 'harken_reply_latency_seconds_bucket{le="+Inf"} 2.0' in body
+    assert "harken_end_of_turn_seconds_count 0.0" in body  # typed turns have no end of speech
+
+
 def test_plain_http_to_ws_path_gets_426(server: ServerThread) -> None:
     assert http_get(server.http(GA))[0] == 426
 

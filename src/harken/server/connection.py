@@ -278,6 +278,8 @@ class Pump:
             self._metrics.errors[message.code] += 1
         elif isinstance(message, m.Warning):
             self._metrics.warnings[message.code] += 1
+        elif isinstance(message, m.LatencyReport):
+            self._metrics.observe_latency(message)
 
     # ---------------------------------------------------------------- jobs
 

@@ -22,6 +22,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from harken.protocol.messages import LatencyReport
+
 CLIENT_TYPES = frozenset(
     {
         "Settings",
@@ -38,6 +40,7 @@ CLIENT_TYPES = frozenset(
     }
 )
 _TYPE = re.compile(r'"type"\s*:\s*"([A-Za-z]{1,40})"')
+TURN_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
 LAG_BUCKETS = (
     0.0001,
     0.00025,
@@ -105,6 +108,8 @@ class Metrics:
         self.audio_in_bytes = 0
         self.audio_out_bytes = 0
         self.frame_seconds = Histogram(LAG_BUCKETS)
+        self.reply_seconds = Histogram(TURN_BUCKETS)  # end of the user's turn -> agent audio
+        self.end_of_turn_seconds = Histogram(TURN_BUCKETS)  # the silence that ended a turn
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -146,6 +151,21 @@ class Metrics:
             "Time from a client frame being read off the socket to the session having "
             "handled it (queueing included)",
         )
+
+        yield self.reply_seconds.family(
+            "harken_reply_latency_seconds",
+            "End of the user's turn to the reply's first audio sent (LatencyReport total_latency)",
+        )
+        yield self.end_of_turn_seconds.family(
+            "harken_end_of_turn_seconds",
+            "The silence that ended the user's turn, as the server heard it (eou_latency)",
+        )
+
+    def observe_latency(self, report: LatencyReport) -> None:
+        if report.total_latency is not None:
+            self.reply_seconds.observe(report.total_latency)
+        if report.eou_latency is not None:
+            self.end_of_turn_seconds.observe(report.eou_latency)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
