@@ -8,7 +8,7 @@ from harken.protocol import codes
 from harken.protocol import messages as m
 from harken.session.effects import CloseConnection, PrimeJob, StartJob
 from harken.session.session import Session, SessionLimits
-from harken.session.state import Phase
+from harken.session.state import Phase, State
 from session_script import SETTINGS, DenyModel, Script, one, types
 
 
@@ -323,3 +323,29 @@ def test_a_session_is_at_rest_only_between_turns() -> None:
     assert s.session.at_rest
     s.text({"type": "InjectUserMessage", "content": "Hello?"})
     assert not s.session.at_rest  # thinking
+
+
+def test_a_dropped_connection_suspends_the_session_and_a_new_one_resumes_it() -> None:
+    s = Script()
+    s.settings()
+    s.text({"type": "InjectUserMessage", "content": "Hello?"})
+    assert s.session.state is State.THINKING
+    s.session.suspend(s.now)
+    assert "cancel" in types(s.drain())  # the reply in progress ends
+    assert s.session.state is State.LISTENING and not s.session.closed
+    history = s.session.turns.conversation.messages("", None)
+    assert [m.content for m in history] == ["Hello?"]
+    s.now += 5.0
+    s.session.resume(s.now)
+    welcome = one(s.drain(), m.Welcome)
+    assert welcome.request_id == "req-1" and s.session.last_client_frame == s.now
+
+
+def test_a_session_without_settings_closes_when_suspended() -> None:
+    s = Script()
+    s.drain()
+    s.session.suspend(s.now)
+    assert s.session.closed
+    s.session.resume(s.now)
+    s.session.suspend(s.now)
+    assert s.drain() == []

@@ -42,6 +42,7 @@ CLIENT_EVENTS = (
     Event.AUDIO,
     Event.FATAL,  # malformed messages, timeouts
     Event.CONNECTION_LOST,
+    Event.SUSPEND,  # the connection dropped
 )
 
 

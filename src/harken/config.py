@@ -117,6 +117,9 @@ class ServerConfig:
     # SIGTERM drains first: no new sessions (/healthz and handshakes 503); each session is told
     # SERVER_GOING_AWAY (close 1001) once it is at rest, at the latest after drain_timeout s
     drain_timeout: float = 30.0
+    # a session whose socket drops without a close waits this long for a reconnect with the
+    # same x-deepgram-session-id and credential (harken.server.resume); 0: never
+    resume_window: float = 30.0
     # functions
     allow_loopback_functions: bool = False
     function_timeout: float = 10.0
@@ -254,6 +257,7 @@ _COERCE: dict[str, Callable[[str, object], object]] = {
     "audio_window": _as_float,
     "shutdown_grace": _as_float,
     "drain_timeout": _as_float,
+    "resume_window": _as_float,
     "allow_loopback_functions": _as_bool,
     "function_timeout": _as_float,
     "allow_loopback_endpoints": _as_bool,
@@ -440,6 +444,8 @@ def _validate(config: ServerConfig) -> ServerConfig:
         raise ConfigError("shutdown_grace: must not be negative")
     if config.drain_timeout < 0:
         raise ConfigError("drain_timeout: must not be negative")
+    if config.resume_window < 0:
+        raise ConfigError("resume_window: must not be negative")
     if config.turn_detection == "semantic" and not config.turn_model:
         raise ConfigError("turn_detection: 'semantic' needs a turn_model")
     if config.turn_detection not in ("auto", "silence", "semantic"):

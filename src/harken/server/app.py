@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import signal
 from dataclasses import replace
@@ -32,6 +33,7 @@ from harken.server.connection import Pump, Wire
 from harken.server.http import Routes
 from harken.server.metrics import Metrics
 from harken.server.phone import CarrierLink
+from harken.server.resume import Parking
 from harken.server.runner import Runner
 from harken.server.transport import HarkenConnection
 from harken.server.twilio_voice import VoiceWebhook
@@ -43,6 +45,7 @@ log = logging.getLogger("harken.server")
 
 CLOSE_TIMEOUT = 2.0
 DRAIN_POLL = 0.05  # seconds between looks for sessions at rest while draining
+TAKE_OVER_WAIT = 2.0  # seconds a reconnect waits for the old connection's session to suspend
 TOO_MANY = (
     "This server already holds its maximum of {n} concurrent sessions; try again later or "
     "connect to another instance."
@@ -83,6 +86,7 @@ class HarkenServer:
         self._routes = Routes(config.api_keys, self.metrics, self._health, carriers, voice)
         self._stopping = False
         self.draining = False
+        self._parking = Parking(config.resume_window, self._expired)
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -195,6 +199,7 @@ class HarkenServer:
         if self._server is None:
             return
         self._stopping = True
+        self._parking.clear()
         self._server.close(close_connections=False)
         pumps = list(self._pumps)
         if pumps:
@@ -268,15 +273,24 @@ class HarkenServer:
         if runner is None:  # only if the server stopped between the handshake and now
             return
         loop = asyncio.get_running_loop()
-        session = Session(
-            generation=ws.generation,
-            request_id=ws.request_id,
-            now=loop.time(),
-            limits=self._limits,
-            catalog=self.registry,
-        )
         headers = ws.request.headers if ws.request is not None else None
         client_session = None if headers is None else auth.client_session_id(headers)
+        credential = None if headers is None else auth.credential(headers)
+        session = None
+        if not ws.carrier and client_session:
+            await self._take_over(client_session, credential)
+            session = self._parking.take(client_session, credential)
+        if session is not None:
+            session.resume(loop.time())
+            log.info("session %s resumed", session.request_id)
+        else:
+            session = Session(
+                generation=ws.generation,
+                request_id=ws.request_id,
+                now=loop.time(),
+                limits=self._limits,
+                catalog=self.registry,
+            )
         wire: Wire = ws
         link = None
         if ws.carrier:
@@ -285,6 +299,8 @@ class HarkenServer:
             wire = link
         pump = Pump(wire, session, runner, self.config, self.metrics, client_session=client_session)
         pump.carrier = link is not None
+        pump.credential = credential
+        pump.resumable = bool(client_session) and not ws.carrier and self.config.resume_window > 0
         if len(self._pumps) >= self.config.max_sessions or self._stopping or self.draining:
             log.warning("session cap of %d reached; refusing a session", self.config.max_sessions)
             if self._stopping or self.draining:
@@ -306,7 +322,40 @@ class HarkenServer:
                 await link.stop()
             self._pumps.discard(pump)
             self.metrics.sessions_active -= 1
-            log.info("session %s closed", pump.label)
+            if pump.suspended and client_session and not session.closed:
+                self._suspend(client_session, credential, session)
+            else:
+                log.info("session %s closed", pump.label)
+
+    async def _take_over(self, client_session: str, credential: str | None) -> None:
+        """A reconnect while the old connection still looks alive (its drop not noticed yet,
+        as after a network blip): the old socket is cut, so its session is suspended and can
+        be taken over. Only by the same credential."""
+        for pump in list(self._pumps):
+            if (
+                pump.client_session == client_session
+                and pump.resumable
+                and hmac.compare_digest(pump.credential or "", credential or "")
+            ):
+                log.info("session %s: a reconnect takes it over", pump.label)
+                pump.ws.transport.abort()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(TAKE_OVER_WAIT):
+                        while pump in self._pumps:
+                            await asyncio.sleep(0.01)
+
+    def _suspend(self, client_session: str, credential: str | None, session: Session) -> None:
+        if self._stopping or self.draining:
+            self._expired(session)  # nowhere to come back to
+        else:
+            self._parking.park(client_session, credential, session)
+
+    def _expired(self, session: Session) -> None:
+        """A suspended session that will not be resumed: close it, free its model state."""
+        session.connection_lost(asyncio.get_running_loop().time())
+        session.effects()  # nobody to send them to
+        if self.runner is not None:
+            self.runner.forget(session.request_id)
 
 
 async def serve(config: ServerConfig) -> int:

@@ -58,6 +58,7 @@ log = logging.getLogger("harken.connection")
 
 HIGH_WATER, LOW_WATER = 128, 32  # queued effects
 RECHECK = 0.05  # seconds: how stale an audio-driven deadline may get before a re-plan
+ABNORMAL_CLOSURE = 1006  # websockets' close code for a connection lost without a close frame
 GOING_AWAY = "The server is shutting down; reconnect to another instance."
 INTERNAL = "The server hit an internal error while handling this session; it has been logged."
 
@@ -90,6 +91,8 @@ class Pump:
         self.ws = ws
         self.session = session
         self.label = session.request_id
+        self.client_session = client_session
+        self.credential: str | None = None  # what the client authenticated with
         if client_session is not None:
             self.label += f" (client session {client_session})"
         self._runner = runner
@@ -111,6 +114,8 @@ class Pump:
         self._broken = False  # the session raised and could not even fail cleanly
         self.going = False  # told SERVER_GOING_AWAY (drain or shutdown)
         self.carrier = False  # a phone call (a carrier's stream): a drain waits for its end
+        self.resumable = False  # a dropped socket suspends the session instead of ending it
+        self.suspended = False
         self._lost = False
         self._closed = False
 
@@ -173,6 +178,8 @@ class Pump:
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
             receiver = tg.create_task(self._receive())
+            if self.session.settings is not None:  # resumed: the client sends no Settings
+                self._declared_format(self._loop.time())
             self._pending.extend(self.session.effects())  # Welcome
             try:
                 while not (self._closed or (self._lost and not self._pending)):
@@ -189,7 +196,8 @@ class Pump:
                     task.cancel()
                 if self._ears is not None:
                     self._ears.close()
-        self._runner.forget(self.session.request_id)  # its KV cache, if the LLM keeps one
+        if not self.suspended or self.session.closed:
+            self._runner.forget(self.session.request_id)  # its KV cache, if the LLM keeps one
 
     async def _idle(self) -> None:
         """Nothing to execute: sleep until woken or until the session's next deadline."""
@@ -270,8 +278,17 @@ class Pump:
     def _connection_lost(self) -> None:
         if not self._lost:
             self._lost = True
-            self._call(self.session.connection_lost)
+            if self.resumable and not self._closed and self._dropped():
+                self.suspended = True  # the server keeps it for a reconnect
+                self._call(self.session.suspend)
+            else:
+                self._call(self.session.connection_lost)
             self._wake.set()
+
+    def _dropped(self) -> bool:
+        """The socket went without a close frame (a network blip, not a goodbye)."""
+        code = getattr(self.ws, "close_code", None)
+        return code is None or code == ABNORMAL_CLOSURE
 
     def _count(self, message: m.ServerMessage) -> None:
         if isinstance(message, m.Error):

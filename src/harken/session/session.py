@@ -225,6 +225,20 @@ class Session:
         if not self.closed:
             self.turns.fire(Event.CONNECTION_LOST, Cause(now))
 
+    def suspend(self, now: float) -> None:
+        """The connection dropped (no close): end every turn in progress (a reply is cut to
+        what the client can have played), keep the conversation, wait for :meth:`resume`.
+        A session without Settings has nothing to resume and closes."""
+        if not self.closed:
+            self.turns.fire(Event.SUSPEND, Cause(now))
+
+    def resume(self, now: float) -> None:
+        """A new connection takes the suspended session over: Welcome again (same request
+        id); the Settings stay, so the client goes on without sending them."""
+        if not self.closed:
+            self.last_client_frame = now
+            self.out.send(m.Welcome(request_id=self.request_id))
+
     def next_deadline(self) -> float | None:
         if self.closed:
             return None

@@ -87,6 +87,7 @@ class Event(enum.Enum):
     AUDIO = "audio"  # a binary frame
     FATAL = "fatal"  # unparsable message, idle timeout, session too long, server shutdown
     CONNECTION_LOST = "connection_lost"
+    SUSPEND = "suspend"  # the connection dropped; the session waits to be resumed
     # the listener (VAD over the user's audio)
     ONSET = "onset"
     PAUSE = "pause"  # a short pause: speculation may start
@@ -194,6 +195,9 @@ def _client_rows(t: Table) -> None:
     for state in (S.AWAITING_SETTINGS, *ACTIVE):
         t[state, E.FATAL] = Row(S.CLOSED, (A.FAIL,))
         t[state, E.CONNECTION_LOST] = Row(S.CLOSED, (A.SHUT,))
+    t[S.AWAITING_SETTINGS, E.SUSPEND] = Row(S.CLOSED, (A.SHUT,))  # nothing to resume
+    for state in ACTIVE:  # every turn in progress ends; the conversation so far is kept
+        t[state, E.SUSPEND] = Row(S.LISTENING, _LEAVE_USER[state])
     for state in ACTIVE:
         t[state, E.SETTINGS] = Row(S.CLOSED, (A.FAIL_SETTINGS_AGAIN,))
         t[state, E.KEEPALIVE] = Row(state)
