@@ -5,9 +5,12 @@ credential goes on with the same conversation and no new Settings."""
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import subprocess
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -134,3 +137,34 @@ def test_a_reconnect_takes_over_a_connection_whose_drop_went_unnoticed(make_serv
     assert server.session_count() == 1
     again.close()
     old.close()
+
+
+def test_the_official_js_sdk_reconnects_into_the_same_conversation(make_server: Any) -> None:
+    """@deepgram/sdk 5.x reconnects by itself after a drop and does not resend Settings: with
+    resume, its next turn is answered in the same conversation."""
+    node = shutil.which("node")
+    js = Path(__file__).parent / "official" / "js"
+    if node is None or not (js / "node_modules" / "@deepgram" / "sdk").is_dir():
+        pytest.fail("node or tests/official/js/node_modules is missing: run `make sdk-venvs`")
+    server = make_server()
+    base = f"ws://127.0.0.1:{server.port}"
+    proc = subprocess.Popen(
+        [node, "resume_flow.mjs", base], cwd=js, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("CUT "), line
+        session_id = line.split()[1]
+        (pump,) = [p for p in server.server._pumps if p.client_session == session_id]
+        kept = pump.session
+        server.loop.call_soon_threadsafe(pump.ws.transport.abort)  # no close frame
+        out, _ = proc.communicate(timeout=40)
+    finally:
+        proc.kill()
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["welcome"] and report["applied"] and report["first_reply"], report
+    assert report["opens"] == 2 and report["rewelcome"] and report["second_reply"], report
+    assert "SettingsApplied" not in report["after"] and "Error" not in report["after"], report
+    users = [m.content for m in kept.turns.conversation.messages("", None) if m.role == "user"]
+    assert users == ["Remember the word teal.", "Which word was it?"]  # one conversation
