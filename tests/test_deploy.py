@@ -50,7 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 SITE = DEPLOY / "nginx" / "harken.conf"
 NGINX = Path("/usr/sbin/nginx")
-SERVER_LINE = re.compile(r"^(\s*)server 127\.0\.0\.1:\d+ max_fails=0;\n", re.MULTILINE)
+SERVER_LINE = re.compile(r"^(\s*)server 127\.0\.0\.1:\d+([^;\n]*);\n", re.MULTILINE)
 LEAST_CONN = "    least_conn;\n"
 HASHED = "    # hash $harken_session_key consistent;\n"
 SLOW_WORDS = " ".join(["word"] * 40)  # [slow]: ~0.5 s a word, so a reply of ~20 s
@@ -65,9 +65,9 @@ def site_conf(ports: Sequence[int], listen: int, *, hashed: bool = False) -> str
     ``hashed`` switches least_conn for the session-id hash, as its comment says to."""
     text = SITE.read_text()
     assert len(SERVER_LINE.findall(text)) == 2 and text.count("listen 80;") == 1
-    indent = SERVER_LINE.search(text)
-    assert indent is not None
-    servers = "".join(f"{indent.group(1)}server 127.0.0.1:{p} max_fails=0;\n" for p in ports)
+    line = SERVER_LINE.search(text)
+    assert line is not None  # the first server line's indent and parameters, for every port
+    servers = "".join(f"{line.group(1)}server 127.0.0.1:{p}{line.group(2)};\n" for p in ports)
     text = SERVER_LINE.sub("", text, count=1)
     text = SERVER_LINE.sub(servers, text, count=1)
     text = text.replace("listen 80;", f"listen 127.0.0.1:{listen};")
@@ -235,6 +235,20 @@ def landed(servers: Sequence[ServerThread], open_session: Callable[[], ClientCon
     return gained.index(1)
 
 
+def visit(nginx: Nginx, servers: Sequence[ServerThread], headers: dict[str, str]) -> int:
+    """The replica a session with ``headers`` lands on; the session is closed again (1000, so
+    that a reconnect is a new session, not a resumed one)."""
+    before = [s.session_count() for s in servers]
+    ws = start_session(nginx, GA, additional_headers=headers)  # type: ignore[arg-type]
+    try:
+        gained = [s.session_count() - b for s, b in zip(servers, before, strict=True)]
+    finally:
+        ws.close()
+    wait_until(lambda: [s.session_count() for s in servers] == before, 5, "the session to end")
+    assert sorted(gained) == [0] * (len(servers) - 1) + [1], gained
+    return gained.index(1)
+
+
 def through(nginx: Nginx, sessions: contextlib.ExitStack, **kwargs: Any) -> ClientConnection:
     ws = start_session(nginx, GA, **kwargs)  # type: ignore[arg-type]
     sessions.callback(ws.close)
@@ -321,6 +335,21 @@ def test_a_full_replica_is_skipped_without_a_failure(
     assert retried(nginx, "POST", "200") >= 1  # nginx sent a refused request on: 503, then 2xx
 
 
+def test_a_replica_that_refused_a_session_takes_the_next_one_at_once(
+    make_server: Callable[..., ServerThread], balance: Callable[..., Nginx]
+) -> None:
+    """max_fails=0: a 503 must not mark a replica down (nginx's default, max_fails=1, keeps
+    it out for fail_timeout, and with the other one full the client would get 502)."""
+    servers = [make_server(max_sessions=1), make_server(max_sessions=1)]
+    nginx = balance(servers)
+    with contextlib.ExitStack() as sessions:
+        direct = start_session(servers[0])
+        assert landed(servers, lambda: through(nginx, sessions)) == 1  # 0 refused it
+        direct.close()
+        wait_until(lambda: servers[0].session_count() == 0, 5, "the session to end")
+        assert landed(servers, lambda: through(nginx, sessions)) == 0  # and has room again
+
+
 def test_when_every_replica_is_full_the_client_gets_the_503(
     make_server: Callable[..., ServerThread], balance: Callable[..., Nginx]
 ) -> None:
@@ -363,14 +392,13 @@ def test_the_session_id_hash_keeps_a_client_on_one_replica(
     servers = [make_server(), make_server()]
     nginx = balance(servers, hashed=True)
     homes: set[int] = set()
+    for n in range(16):  # all 16 on one replica by chance: p = 2 * 2**-16
+        header = {SESSION_HEADER: f"client-{n}-5f0c2a"}
+        first, again = visit(nginx, servers, header), visit(nginx, servers, header)
+        assert again == first, f"session id {n}: replica {first}, then {again}"
+        homes.add(first)
+    assert homes == {0, 1}
     with contextlib.ExitStack() as sessions:
-        for n in range(16):  # all 16 on one replica by chance: p = 2 * 2**-16
-            header = {SESSION_HEADER: f"client-{n}-5f0c2a"}
-            first = landed(servers, lambda h=header: through(nginx, sessions, additional_headers=h))
-            again = landed(servers, lambda h=header: through(nginx, sessions, additional_headers=h))
-            assert again == first, f"session id {n}: replica {first}, then {again}"
-            homes.add(first)
-        assert homes == {0, 1}
         anonymous = {landed(servers, lambda: through(nginx, sessions)) for _ in range(16)}
         assert anonymous == {0, 1}  # no header: a random key, not one replica for all
 

@@ -5,6 +5,7 @@ SERVER_GOING_AWAY and a 1001 close once its turn is over, at the latest after dr
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from typing import Any
@@ -12,7 +13,14 @@ from typing import Any
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from conftest import ServerThread, closing_error, open_ws, recv_json, start_session
+from conftest import (
+    ServerThread,
+    closing_error,
+    open_ws,
+    recv_json,
+    start_session,
+    still_answers,
+)
 from phone_client import CarrierClient
 from test_server import http_get
 
@@ -86,3 +94,24 @@ def test_a_phone_call_is_not_hung_up_until_drain_timeout(make_server: Any) -> No
         assert call.closed_code == 1001
         assert time.monotonic() - started > 0.9  # at rest all along, but a call is not cut
     draining.join(10)
+
+
+def test_a_client_that_stops_reading_is_closed_after_write_timeout(make_server: Any) -> None:
+    """Slot hygiene: the agent talks, the client reads nothing; once a send has made no
+    progress for write_timeout the session ends and frees its slot, and nobody else notices."""
+    server = make_server(write_timeout=1.0)
+    bystander = start_session(server)
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled = start_session(server, sock=sock)
+    words = " ".join(f"Sentence number {n} is here." for n in range(300))  # ~80 s of speech
+    stalled.send(json.dumps({"type": "InjectUserMessage", "content": words}))
+    started = time.monotonic()
+    deadline = started + 30
+    while server.session_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.session_count() == 1, "the stalled session was not closed"
+    still_answers(bystander)
+    metrics = http_get(server.http("/metrics"))[1]
+    assert 'harken_errors_total{code="CLIENT_NOT_READING"} 1.0' in metrics
+    sock.close()

@@ -120,6 +120,9 @@ class ServerConfig:
     # a session whose socket drops without a close waits this long for a reconnect with the
     # same x-deepgram-session-id and credential (harken.server.resume); 0: never
     resume_window: float = 30.0
+    # a send to a client that makes no progress for this long (it stopped reading) closes the
+    # session and frees its slot and buffers
+    write_timeout: float = 10.0
     # functions
     allow_loopback_functions: bool = False
     function_timeout: float = 10.0
@@ -258,6 +261,7 @@ _COERCE: dict[str, Callable[[str, object], object]] = {
     "shutdown_grace": _as_float,
     "drain_timeout": _as_float,
     "resume_window": _as_float,
+    "write_timeout": _as_float,
     "allow_loopback_functions": _as_bool,
     "function_timeout": _as_float,
     "allow_loopback_endpoints": _as_bool,
@@ -310,6 +314,7 @@ _POSITIVE = (
     "eot_timeout_ms",
     "eot_floor_ms",
     "phone_dtmf_timeout_ms",
+    "write_timeout",
 )
 
 

@@ -58,6 +58,7 @@ log = logging.getLogger("harken.connection")
 
 HIGH_WATER, LOW_WATER = 128, 32  # queued effects
 RECHECK = 0.05  # seconds: how stale an audio-driven deadline may get before a re-plan
+STALLED = "CLIENT_NOT_READING"  # metrics label: a send made no progress for write_timeout
 ABNORMAL_CLOSURE = 1006  # websockets' close code for a connection lost without a close frame
 GOING_AWAY = "The server is shutting down; reconnect to another instance."
 INTERNAL = "The server hit an internal error while handling this session; it has been logged."
@@ -97,6 +98,7 @@ class Pump:
             self.label += f" (client session {client_session})"
         self._runner = runner
         self._metrics = metrics
+        self._write_timeout = config.write_timeout
         self._loop = asyncio.get_running_loop()
         self._limits = FrameLimits(config, self._loop.time())
         self._pending: deque[Effect] = deque()
@@ -271,8 +273,20 @@ class Pump:
         else:
             payload = data
         try:
-            await self.ws.send(payload, text=text)
+            async with asyncio.timeout(self._write_timeout):
+                await self.ws.send(payload, text=text)
         except ConnectionClosed:
+            self._connection_lost()
+        except TimeoutError:  # the client stopped reading: free its slot and its buffers
+            log.warning(
+                "session %s: the client read nothing for %.0f s; closing",
+                self.label,
+                self._write_timeout,
+            )
+            self._metrics.errors[STALLED] += 1
+            self._closed = True
+            self._pending.clear()
+            self.ws.transport.abort()  # a close frame would wait behind the unread data
             self._connection_lost()
 
     def _connection_lost(self) -> None:
