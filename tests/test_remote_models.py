@@ -24,7 +24,7 @@ import pytest
 
 from conftest import GA, ServerThread, closing_error, harken_config, open_ws, recv_json
 from harken.protocol.settings import FunctionDef
-from harken.providers.base import LLMText, LLMToolCalls
+from harken.providers.base import SPECULATIVE, LLMText, LLMToolCalls
 from harken.providers.llm.openai_http import OpenAILLM
 from harken.providers.remote import PRESETS, HTTPEndpoint, HTTPPool
 from harken.providers.stt.openai_http import OpenAISTT
@@ -155,6 +155,48 @@ async def test_barge_in_closes_the_stream_and_the_server_stops(
     while await asyncio.to_thread(busy_slots, llama):
         assert time.monotonic() - closed < 5, "llama-server went on generating"
         await asyncio.sleep(0.05)
+
+
+async def test_a_committed_turn_never_waits_behind_other_sessions_guesses(
+    llama: Running, pool: HTTPPool
+) -> None:
+    """The shared model tier: llama-server with 2 slots (--parallel 2). Two sessions' held
+    replies guess at once; the second guess waits for a slot, so a third session's committed
+    turn finds the last slot free and streams at once. Its turn final, the guess goes on."""
+    model = llm(pool, llama)
+    model.endpoint.slots = 2
+    model.max_tokens = 0
+    ask = [SYSTEM, ChatMessage("user", "Count from one to two hundred in words.")]
+    gates = [asyncio.Event(), asyncio.Event()]
+    firsts: dict[str, float] = {}
+
+    async def think(name: str, gate: asyncio.Event | None, tokens: int) -> None:
+        SPECULATIVE.set(gate)
+        stream = model.stream(ask, temperature=0.0)
+        try:
+            for _ in range(tokens):
+                await anext(stream)
+                firsts.setdefault(name, time.monotonic())
+            if gate is not None:
+                await gate.wait()  # a held reply pauses after its first words
+        finally:
+            await stream.aclose()
+
+    guess_a = asyncio.create_task(think("a", gates[0], 3))
+    while "a" not in firsts:
+        await asyncio.sleep(0.01)
+    guess_b = asyncio.create_task(think("b", gates[1], 3))
+    await asyncio.sleep(0.5)
+    assert "b" not in firsts and model.endpoint.busy == 1  # the last slot is kept
+    asked = time.monotonic()
+    await asyncio.wait_for(think("committed", None, 3), 30)
+    assert firsts["committed"] - asked < 5.0 and "b" not in firsts
+    gates[1].set()  # b's turn is final: it is committed now, and goes
+    await asyncio.wait_for(guess_b, 30)
+    assert "b" in firsts
+    gates[0].set()
+    await asyncio.wait_for(guess_a, 30)
+    assert model.endpoint.busy == 0
 
 
 # ----------------------------------------------------------------------------- listen

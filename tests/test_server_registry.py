@@ -127,7 +127,11 @@ def test_a_registry_without_an_endpoint_factory_refuses_endpoints() -> None:
 def test_operator_endpoints_are_engines_bound_to_the_client_model() -> None:
     endpoints = json.dumps(
         {
-            "gpu-llm": {"kind": "llm", "url": "http://10.0.0.5:8000/v1/chat/completions"},
+            "gpu-llm": {
+                "kind": "llm",
+                "url": "http://10.0.0.5:8000/v1/chat/completions",
+                "slots": 4,
+            },
             "gpu-stt": {
                 "kind": "stt",
                 "url": "http://10.0.0.5:9000/v1/audio/transcriptions",
@@ -151,6 +155,7 @@ def test_operator_endpoints_are_engines_bound_to_the_client_model() -> None:
     assert "gpu-llm" in registry.engines.label
     llm = registry.llm(think("open_ai", "gpt-4o-mini"))
     assert isinstance(llm, OpenAILLM) and llm.model == "gpt-4o-mini" and llm.endpoint.trusted
+    assert llm.endpoint.slots == 4
     assert isinstance(registry.llm(think("anthropic", "claude")), EchoLLM)
     stt = registry.stt(ListenConfig(Provider("deepgram", "nova-3", {"language": "de"})))
     assert getattr(stt, "model", None) == "Systran/faster-whisper-small"

@@ -11,6 +11,9 @@ Each names an OpenAI-compatible server that an engine name of the model map can 
     headers = { "X-Team" = "voice" }
     timeout = 10                       # seconds to the first byte, and between bytes
     connect_timeout = 3
+    slots = 4                          # llm: the server's parallel slots (llama-server
+                                       # --parallel 4): a held reply's guess never takes the
+                                       # last free one, which waits for a committed turn
 
     [models.think]
     "open_ai/*" = "gpu-llm"
@@ -39,7 +42,7 @@ BUILT_IN_ENGINES = frozenset(
 )
 _STRINGS = ("url", "model", "preset", "voice", "response_format", "api_key", "api_key_env")
 _NUMBERS = ("timeout", "connect_timeout")
-_INTEGERS = ("sample_rate", "max_tokens")
+_INTEGERS = ("sample_rate", "max_tokens", "slots")
 _KNOWN = frozenset({"kind", "headers", "prime", "language", *_STRINGS, *_NUMBERS, *_INTEGERS})
 
 
@@ -60,6 +63,7 @@ class EndpointConfig:
     language: str = ""  # stt: sent when the client names none
     max_tokens: int = 0  # llm: 0 sends none
     prime: bool | None = None  # llm: warm the server's prompt cache; None: the preset's default
+    slots: int = 0  # llm: the server's parallel slots (llama-server --parallel); 0: unknown
     timeout: float = 0.0  # 0: the server's endpoint_timeout
     connect_timeout: float = 0.0  # 0: the server's endpoint_connect_timeout
 

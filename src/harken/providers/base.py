@@ -8,7 +8,9 @@ help); third-party exceptions are translated at this boundary with ``raise ... f
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -17,6 +19,11 @@ import numpy.typing as npt
 
 from harken.protocol.settings import FunctionDef
 from harken.session.effects import ChatMessage, ToolCall
+
+SPECULATIVE: ContextVar[asyncio.Event | None] = ContextVar("harken_speculative", default=None)
+"""Set (by the runner) for the task of a held reply's LLM: the event is set once the user's turn
+is final. Until then the request is a guess, and a model server with few slots gives them to
+committed turns first (:meth:`harken.providers.remote.HTTPEndpoint.slot`)."""
 
 Int16Array = npt.NDArray[np.int16]
 

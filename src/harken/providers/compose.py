@@ -81,6 +81,7 @@ def remote_engine(
         trusted=True,
         timeout=endpoint.timeout or config.endpoint_timeout,
         connect_timeout=endpoint.connect_timeout or config.endpoint_connect_timeout,
+        slots=endpoint.slots,
     )
     preset = PRESETS[endpoint.preset]
     if endpoint.kind == "llm":

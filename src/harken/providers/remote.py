@@ -23,6 +23,7 @@ from typing import Any, Final
 import httpx
 
 from harken.errors import ProviderError
+from harken.providers.base import SPECULATIVE
 from harken.providers.guard import redact, vet_target
 
 log = logging.getLogger("harken.remote")
@@ -97,15 +98,43 @@ class HTTPEndpoint:
         allow_local: bool = False,
         timeout: float = 10.0,
         connect_timeout: float = 3.0,
+        slots: int = 0,
     ) -> None:
         self.pool, self.url, self.what = pool, url, what
         self.headers = dict(headers)
         self.trusted, self.allow_local = trusted, allow_local
         self.timeout = httpx.Timeout(timeout, connect=connect_timeout)
         self.shown = redact(url)
+        self.slots = slots
+        self.busy = 0  # requests holding a slot now
+        self._freed = asyncio.Event()
 
     def __repr__(self) -> str:  # never the headers
         return f"HTTPEndpoint({self.shown!r}, trusted={self.trusted})"
+
+    @asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """Hold one of the server's ``slots`` (its ``--parallel``) for a request. A guess (a
+        held reply's LLM, :data:`~harken.providers.base.SPECULATIVE`) waits while fewer than
+        two are free, until one frees or its turn is final: the last slot is kept for a
+        committed turn, which never waits behind another session's guess. ``slots = 0``: no
+        accounting."""
+        guess = SPECULATIVE.get()
+        if self.slots and guess is not None:
+            while not guess.is_set() and self.busy >= self.slots - 1:
+                self._freed.clear()
+                waits = [asyncio.ensure_future(e.wait()) for e in (self._freed, guess)]
+                try:
+                    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for wait in waits:
+                        wait.cancel()
+        self.busy += 1
+        try:
+            yield
+        finally:
+            self.busy -= 1
+            self._freed.set()
 
     @asynccontextmanager
     async def open(

@@ -36,7 +36,7 @@ from harken.errors import ProviderError
 from harken.protocol import audio
 from harken.protocol.codes import SPEAK_REQUEST_FAILED, THINK_REQUEST_FAILED
 from harken.protocol.settings import AudioOutput, Provider, SpeakConfig, ThinkConfig
-from harken.providers.base import Int16Array, LLMEndScore, LLMText
+from harken.providers.base import SPECULATIVE, Int16Array, LLMEndScore, LLMText
 from harken.providers.registry import Registry
 from harken.server.functions import call_function
 from harken.session.effects import (
@@ -146,6 +146,8 @@ class Runner:
         """
         if starving is not None:
             BOOST.set(starving)  # this job's own task: no other job sees it
+        if gate is not None:
+            SPECULATIVE.set(gate)  # a guess until the gate opens: it yields model-server slots
         try:
             await self._dispatch(job, emit, gate)
         except ProviderError as exc:

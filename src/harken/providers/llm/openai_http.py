@@ -220,7 +220,7 @@ class OpenAILLM:
         body = self.body(messages, functions, temperature=temperature)
         reply = _Reply()
         held = _Held({f.name for f in functions})
-        async with self.endpoint.open(json_body=body) as response:
+        async with self.endpoint.slot(), self.endpoint.open(json_body=body) as response:
             if "json" in response.headers.get("content-type", ""):
                 chunks: Any = [self._whole(await response.aread())]
             else:
