@@ -102,6 +102,7 @@ typecheck: install
 test: install sdk-venvs llama-server lint typecheck
 	sh scripts/install_chromium.sh
 	sh scripts/install_asterisk_sounds.sh
+	sh scripts/install_nginx.sh
 	$(BIN)/pytest -q --cov=harken --cov-branch --cov-report=term:skip-covered
 	$(BIN)/python tests/check_coverage.py
 
