@@ -1,9 +1,12 @@
-"""Draining (issue 13): a replica told to stop takes no new session (``/healthz`` and the
-handshake answer 503, so a balancer goes elsewhere) and ends each live one with
-SERVER_GOING_AWAY and a 1001 close once its turn is over, at the latest after drain_timeout."""
+"""Draining and slot hygiene (issues 13, 14). A replica told to stop takes no new session
+(``/healthz`` and the handshake answer 503, so a balancer goes elsewhere) and ends each live one
+with SERVER_GOING_AWAY and a 1001 close once its turn is over, at the latest after drain_timeout.
+A client that stops reading is closed; one that streams is never timed out, even when the
+server's loop was too busy to read it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -115,3 +118,34 @@ def test_a_client_that_stops_reading_is_closed_after_write_timeout(make_server: 
     metrics = http_get(server.http("/metrics"))[1]
     assert 'harken_errors_total{code="CLIENT_NOT_READING"} 1.0' in metrics
     sock.close()
+
+
+def test_a_streaming_client_is_not_timed_out_while_the_server_cannot_read_it(
+    make_server: Any,
+) -> None:
+    """Issue 14: the server stops reading a streaming client for longer than the idle timeout
+    (its queue is full: a CPU hog starves the loop, a send is slow). The client sent all along:
+    it is not timed out."""
+    server = make_server(idle_timeout=1.0)
+    ws = start_session(server)
+    stop = threading.Event()
+
+    def stream() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(Exception):
+                ws.send(b"\x00" * 640)  # 20 ms of silence
+            time.sleep(0.02)
+
+    sender = threading.Thread(target=stream)
+    sender.start()
+    time.sleep(0.3)
+    (pump,) = server.server._pumps
+    server.loop.call_soon_threadsafe(pump._room.clear)  # the pump stops reading (backpressure)
+    time.sleep(1.8)
+    server.loop.call_soon_threadsafe(pump._room.set)
+    time.sleep(0.5)
+    stop.set()
+    sender.join(5)
+    assert server.session_count() == 1  # still open: it never stopped sending
+    still_answers(ws)
+    ws.close()

@@ -16,13 +16,12 @@ from harken.session.effects import (
 )
 from harken.session.listener import ListenEvent
 from session_script import Script, job
+from test_session_replies import AUDIO
+from test_session_replies import ready as settled
 
-AUDIO = b"\x01\x00" * 480
 
-
-def ready(**agent: object) -> Script:
-    s = Script()
-    s.settings(**agent)
+def ready() -> Script:
+    s = settled()
     s.session.played(0)  # a carrier stream reports playback from its start
     return s
 

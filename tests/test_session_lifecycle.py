@@ -349,3 +349,12 @@ def test_a_session_without_settings_closes_when_suspended() -> None:
     s.session.resume(s.now)
     s.session.suspend(s.now)
     assert s.drain() == []
+
+
+def test_unread_client_activity_moves_the_idle_timeout() -> None:
+    s = Script()
+    s.settings()
+    s.session.client_active(5.0)
+    assert s.session.last_client_frame == 5.0
+    s.session.client_active(2.0)  # never backwards
+    assert s.session.last_client_frame == 5.0

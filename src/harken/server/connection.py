@@ -212,6 +212,7 @@ class Pump:
             if deadline == self._ticked:  # the tick did not move the deadline: do not spin
                 await asyncio.sleep(0.005)
             self._ticked = deadline
+            self._note_unread()
             self._call(self.session.tick)
             return
         self._sleeping_until = deadline
@@ -222,6 +223,18 @@ class Pump:
             pass
         finally:
             self._sleeping_until = None
+
+    def _note_unread(self) -> None:
+        """Before a deadline fires: what the client sent and the server has not read yet
+        counts as activity; the idle timeout must not close a client that streams. While the
+        pump does not read (its queue is full: a starved loop, a slow send), nothing the client
+        does can be seen, so the client counts as active."""
+        if not self._room.is_set():
+            self.session.client_active(self._loop.time())
+            return
+        arrived = getattr(self.ws, "last_data_at", 0.0)
+        if arrived:
+            self.session.client_active(arrived)
 
     async def _apply_safely(self, effect: Effect) -> None:
         try:

@@ -13,6 +13,7 @@ routes: :attr:`HarkenConnection.form_body` and :attr:`HarkenConnection.body_erro
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from typing import Any
 
@@ -43,8 +44,11 @@ class HarkenConnection(ServerConnection):
         self.form_body: bytes | None = None  # the body of a POST (the first request only)
         self.body_error: tuple[int, str] | None = None  # a POST's body refused: (status, why)
         self._body_reader: BodyReader | None = BodyReader()
+        self.last_data_at = 0.0  # the event loop's time when the client's last bytes arrived
+        self._loop_time = asyncio.get_running_loop().time
 
     def data_received(self, data: bytes) -> None:
+        self.last_data_at = self._loop_time()  # bytes arrived, whether read yet or not
         reader = self._body_reader
         if reader is not None:
             data = reader.feed(data)

@@ -225,6 +225,11 @@ class Session:
         if not self.closed:
             self.turns.fire(Event.CONNECTION_LOST, Cause(now))
 
+    def client_active(self, at: float) -> None:
+        """The client sent something at ``at`` that has not been read yet (a starved event loop
+        reads late): the idle timeout counts from what the client sent, not from what was read."""
+        self.last_client_frame = max(self.last_client_frame, at)
+
     def suspend(self, now: float) -> None:
         """The connection dropped (no close): end every turn in progress (a reply is cut to
         what the client can have played), keep the conversation, wait for :meth:`resume`.
