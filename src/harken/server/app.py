@@ -298,10 +298,13 @@ class HarkenServer:
         pump.credential = credential
         pump.resumable = bool(client_session) and not ws.carrier and self.config.resume_window > 0
         if len(self._pumps) >= self.config.max_sessions or self._stopping or self.draining:
-            log.warning("session cap of %d reached; refusing a session", self.config.max_sessions)
             if self._stopping or self.draining:
+                log.info("shutting down: refusing a session that raced the drain")
                 pump.go_away()
             else:
+                log.warning(
+                    "session cap of %d reached; refusing a session", self.config.max_sessions
+                )
                 pump.stop(codes.TOO_MANY_SESSIONS, TOO_MANY.format(n=self.config.max_sessions))
             await pump.run()
             return
