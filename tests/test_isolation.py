@@ -27,6 +27,7 @@ import json
 import re
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
@@ -95,6 +96,15 @@ def test_a_reply_never_continues_from_another_sessions_words(embedded: ServerThr
     assert turn.session == "isolation-B"
     messages = [ChatMessage("system", PROMPT), ChatMessage("user", question)]
     assert turn.cached_tokens <= head(llm, messages), "B reused tokens of what A said"
+    # /metrics shows the snapshots the model keeps (issue 14: cache sizes for operators)
+    with urllib.request.urlopen(embedded.http("/metrics"), timeout=5) as response:
+        metrics = response.read().decode()
+    snapshots = list(llm._engine.cache.snapshots.values())
+    shown = re.search(r"^harken_llm_kv_snapshots (\S+)$", metrics, re.M)
+    size = re.search(r"^harken_llm_kv_snapshot_bytes (\S+)$", metrics, re.M)
+    assert shown is not None and size is not None and snapshots
+    assert float(shown.group(1)) == len(snapshots)
+    assert float(size.group(1)) == sum(s.size for s in snapshots) > 0
     embedded.call(llm.forget("isolation-A"))  # the server's cue that a session has ended
     kept = llm._engine.cache.snapshots.items()
     assert not [k for k, s in kept if k.startswith("isolation-A") or s.session == "isolation-A"]

@@ -4,6 +4,7 @@ limits, idle timeout, session cap, internal errors, graceful shutdown."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -266,6 +267,10 @@ def test_reply_latencies_are_histograms_on_metrics(make_server: Any) -> None:
     assert "harken_reply_latency_seconds_count 2.0" in body
     assert 'harken_reply_latency_seconds_bucket{le="+Inf"} 2.0' in body
     assert "harken_end_of_turn_seconds_count 0.0" in body  # typed turns have no end of speech
+    rss = re.search(r"^harken_process_resident_bytes (\S+)$", body, re.M)
+    assert rss is not None and float(rss.group(1)) > 10e6
+    assert "harken_sessions_suspended 0.0" in body
+    assert "harken_llm_kv_snapshots 0.0" in body  # the testing stack has no KV cache
 
 
 def test_plain_http_to_ws_path_gets_426(server: ServerThread) -> None:

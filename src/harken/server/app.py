@@ -15,6 +15,8 @@ import contextlib
 import hmac
 import logging
 import signal
+import sys
+from collections.abc import Callable
 from dataclasses import replace
 from typing import cast
 
@@ -87,6 +89,11 @@ class HarkenServer:
         self._stopping = False
         self.draining = False
         self._parking = Parking(config.resume_window, self._expired)
+        self.metrics.probes += [
+            ("harken_sessions_suspended", "Sessions kept for a reconnect", self._suspended),
+            ("harken_llm_kv_snapshots", "KV-cache snapshots the models keep", _kv(0)),
+            ("harken_llm_kv_snapshot_bytes", "Bytes of those snapshots", _kv(1)),
+        ]
 
     # ---------------------------------------------------------------- lifecycle
 
@@ -326,6 +333,9 @@ class HarkenServer:
             else:
                 log.info("session %s closed", pump.label)
 
+    def _suspended(self) -> float:
+        return float(len(self._parking))
+
     async def _take_over(self, client_session: str, credential: str | None) -> None:
         """A reconnect while the old connection still looks alive (its drop not noticed yet,
         as after a network blip): the old socket is cut, so its session is suspended and can
@@ -355,6 +365,16 @@ class HarkenServer:
         session.effects()  # nobody to send them to
         if self.runner is not None:
             self.runner.forget(session.request_id)
+
+
+def _kv(field: int) -> Callable[[], float]:
+    """A probe of the embedded LLM's KV snapshots (0 when it is not loaded)."""
+
+    def probe() -> float:
+        llama = sys.modules.get("harken.providers.llm.llama")
+        return float(llama.cache_usage()[field]) if llama is not None else 0.0
+
+    return probe
 
 
 async def serve(config: ServerConfig) -> int:

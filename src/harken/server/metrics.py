@@ -9,9 +9,10 @@ handling. All updates and scrapes happen on the server's event loop thread.
 from __future__ import annotations
 
 import bisect
+import os
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -40,6 +41,7 @@ CLIENT_TYPES = frozenset(
     }
 )
 _TYPE = re.compile(r'"type"\s*:\s*"([A-Za-z]{1,40})"')
+PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 TURN_BUCKETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 10.0)
 LAG_BUCKETS = (
     0.0001,
@@ -58,6 +60,16 @@ LAG_BUCKETS = (
     0.5,
     1.0,
 )
+
+
+def rss() -> float:
+    """This process's resident set size in bytes (Linux's /proc; 0 elsewhere)."""
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            pages = int(statm.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return float(pages * PAGE)
 
 
 def message_type(text: str) -> str:
@@ -110,6 +122,7 @@ class Metrics:
         self.frame_seconds = Histogram(LAG_BUCKETS)
         self.reply_seconds = Histogram(TURN_BUCKETS)  # end of the user's turn -> agent audio
         self.end_of_turn_seconds = Histogram(TURN_BUCKETS)  # the silence that ended a turn
+        self.probes: list[tuple[str, str, Callable[[], float]]] = []  # read at each scrape
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(self)
 
@@ -160,6 +173,12 @@ class Metrics:
             "harken_end_of_turn_seconds",
             "The silence that ended the user's turn, as the server heard it (eou_latency)",
         )
+
+        yield GaugeMetricFamily(
+            "harken_process_resident_bytes", "The server process's resident memory", rss()
+        )
+        for name, documentation, probe in self.probes:
+            yield GaugeMetricFamily(name, documentation, probe())
 
     def observe_latency(self, report: LatencyReport) -> None:
         if report.total_latency is not None:

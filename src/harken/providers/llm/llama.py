@@ -170,6 +170,21 @@ _ENGINES: dict[tuple[Path, int, int], _Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
+def cache_usage() -> tuple[int, int]:
+    """KV-cache snapshots kept by every loaded model: how many, and their bytes (read without
+    the engines' locks, which a model step holds: a count that changed under it is retried)."""
+    count = size = 0
+    for engine in list(_ENGINES.values()):
+        for _ in range(3):
+            try:
+                sizes = [snapshot.size for snapshot in list(engine.cache.snapshots.values())]
+            except RuntimeError:  # changed while read
+                continue
+            count, size = count + len(sizes), size + sum(sizes)
+            break
+    return count, size
+
+
 def _engine(path: Path, n_ctx: int, n_threads: int, cache_bytes: int) -> _Engine:
     key = (path.absolute(), n_ctx, n_threads)
     with _ENGINES_LOCK:
