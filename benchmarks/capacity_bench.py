@@ -58,6 +58,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
+from ws_frames import split_frames
+
 FRAME_SECONDS = 0.020
 SLOTS = 20  # phases within one 20 ms period
 PROBE_EVERY = 50  # frames (1 s)
@@ -138,21 +140,7 @@ class RawSession(asyncio.Protocol):
         self._frames()
 
     def _frames(self) -> None:
-        buf = self.buffer
-        while len(buf) >= 2:
-            opcode, n, offset = buf[0] & 0x0F, buf[1] & 0x7F, 2
-            if n == 126:
-                if len(buf) < 4:
-                    return
-                n, offset = int.from_bytes(buf[2:4], "big"), 4
-            elif n == 127:
-                if len(buf) < 10:
-                    return
-                n, offset = int.from_bytes(buf[2:10], "big"), 10
-            if len(buf) < offset + n:
-                return
-            payload = bytes(buf[offset : offset + n])
-            del buf[: offset + n]
+        for opcode, payload in split_frames(self.buffer):
             self._frame(opcode, payload)
 
     def _frame(self, opcode: int, payload: bytes) -> None:

@@ -31,28 +31,20 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from conftest import ServerThread, harken_config, recv_until, start_session
+from conftest import SETTINGS, ServerThread, harken_config, recv_until, start_session
 from speech import librivox
 
 FRAME = 640  # 20 ms of 16 kHz linear16
 
 
 def settings(n: int) -> dict[str, Any]:
-    return {
-        "type": "Settings",
-        "audio": {
-            "input": {"encoding": "linear16", "sample_rate": 16000},
-            "output": {"encoding": "linear16", "sample_rate": 24000, "container": "none"},
-        },
-        "agent": {
-            "listen": {"provider": {"type": "deepgram", "model": "nova-3"}},
-            "think": {
-                "provider": {"type": "open_ai", "model": "gpt-4o-mini"},
-                "prompt": f"You are a terse voice assistant. Conversation {n}.",
-            },
-            "speak": {"provider": {"type": "deepgram", "model": "aura-2-thalia-en"}},
-        },
+    """The tests' Settings, with a prompt of its own (no KV snapshot reused) and no functions."""
+    fresh: dict[str, Any] = json.loads(json.dumps(SETTINGS))
+    fresh["agent"]["think"] = {
+        "provider": fresh["agent"]["think"]["provider"],
+        "prompt": f"You are a terse voice assistant. Conversation {n}.",
     }
+    return fresh
 
 
 def stream(ws: Any, pcm: bytes) -> None:
