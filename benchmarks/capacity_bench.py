@@ -58,6 +58,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 
+from ws_frames import client_frame as frame
 from ws_frames import split_frames
 
 FRAME_SECONDS = 0.020
@@ -78,20 +79,6 @@ SETTINGS = {
 PROBE = json.dumps({"type": "UpdatePrompt", "prompt": "Bench."}).encode()
 
 # ------------------------------------------------------------------------------- raw client
-
-
-def frame(opcode: int, payload: bytes) -> bytes:
-    """A masked, unfragmented client frame (mask key fixed per process; payload pre-masked)."""
-    key = b"\x5a\xa5\x3c\xc3"
-    n = len(payload)
-    if n < 126:
-        head = bytes([0x80 | opcode, 0x80 | n])
-    elif n < 65536:
-        head = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
-    else:
-        head = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return head + key + masked
 
 
 class RawSession(asyncio.Protocol):

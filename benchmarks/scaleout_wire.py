@@ -21,12 +21,12 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from ws_frames import client_frame as frame
 from ws_frames import split_frames
 
 GA = "/v1/agent/converse"
 FRAME_SECONDS = 0.020
 SLOTS = 20  # phases within one 20 ms period
-MASK = b"\x5a\xa5\x3c\xc3"
 ABNORMAL = 1006  # the socket went without a close frame
 SETTINGS: dict[str, Any] = {
     "type": "Settings",
@@ -44,26 +44,6 @@ SETTINGS: dict[str, Any] = {
 
 
 # ------------------------------------------------------------------------------- frames
-
-
-def masked(payload: bytes) -> bytes:
-    n = len(payload)
-    if n == 0:
-        return b""
-    key = (MASK * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
-
-
-def frame(opcode: int, payload: bytes) -> bytes:
-    """One masked, unfragmented client frame."""
-    n = len(payload)
-    if n < 126:
-        head = bytes([0x80 | opcode, 0x80 | n])
-    elif n < 65536:
-        head = bytes([0x80 | opcode, 0x80 | 126]) + n.to_bytes(2, "big")
-    else:
-        head = bytes([0x80 | opcode, 0x80 | 127]) + n.to_bytes(8, "big")
-    return head + MASK + masked(payload)
 
 
 def text_frame(message: dict[str, Any]) -> bytes:
