@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
-from harken.engines.lane import BACKGROUND, BOOST, BURST, NORMAL, URGENT, ComputeLane
+from harken.engines.lane import (
+    BACKGROUND,
+    BOOST,
+    BUDGET_FLOOR,
+    BUDGET_TAU,
+    BURST,
+    NORMAL,
+    STALL_SECONDS,
+    URGENT,
+    ComputeLane,
+)
 
 
 @pytest.fixture
@@ -177,3 +188,86 @@ def test_closing_steps_are_not_jobs() -> None:
 
     wait = Wait("a", URGENT, 0.1, 3, "stt", (("b", "llm"), ("b", "llm close"), ("b", "llm")))
     assert wait.jobs_behind == 1
+
+
+# ------------------------------------------------------------------ per-session budgets
+
+
+async def _queued_order(lane: ComputeLane, steps: list[tuple[str, str, int]]) -> list[str]:
+    """Queue ``(key, label, priority)`` steps while the lane is busy; the order they ran in."""
+    gate = threading.Event()
+    order: list[str] = []
+    blocker = asyncio.ensure_future(lane.run(key="blocker", fn=gate.wait))
+    await asyncio.sleep(0.05)
+    futures = [
+        asyncio.ensure_future(
+            lane.run(key=key, fn=lambda label=label: order.append(label), priority=priority)
+        )
+        for key, label, priority in steps
+    ]
+    await asyncio.sleep(0.05)
+    gate.set()
+    await asyncio.gather(blocker, *futures)
+    return order
+
+
+async def test_a_session_over_its_budget_waits_behind_every_other_session(
+    lane: ComputeLane,
+) -> None:
+    """A session that just spent 1.2 s of lane time (an expensive client) goes after another
+    session's steps of every class, its speech included; the other session is not reordered."""
+    await lane.run(key="hog", fn=lambda: time.sleep(BUDGET_FLOOR + 0.2))
+    assert lane.usage("hog") > BUDGET_FLOOR
+    order = await _queued_order(
+        lane,
+        [
+            ("hog", "hog-urgent", URGENT),
+            ("hog", "hog-normal", NORMAL),
+            ("canary", "canary-bg", BACKGROUND),
+            ("canary", "canary-urgent", URGENT),
+        ],
+    )
+    assert order == ["canary-urgent", "canary-bg", "hog-urgent", "hog-normal"]
+    assert lane.held_back == 2
+
+
+async def test_sessions_that_share_the_lane_evenly_keep_their_order(lane: ComputeLane) -> None:
+    for key in ("a", "b"):
+        await lane.run(key=key, fn=lambda: time.sleep(BUDGET_FLOOR + 0.1))
+    order = await _queued_order(
+        lane, [("a", "a-normal", NORMAL), ("b", "b-bg", BACKGROUND), ("a", "a-urgent", URGENT)]
+    )
+    assert order == ["a-urgent", "a-normal", "b-bg"]
+    assert lane.held_back == 0
+
+
+async def test_a_lone_session_is_never_held_back(lane: ComputeLane) -> None:
+    await lane.run(key="hog", fn=lambda: time.sleep(BUDGET_FLOOR + 0.2))
+    order = await _queued_order(lane, [("hog", "n", NORMAL), ("hog", "u", URGENT)])
+    assert order == ["u", "n"]
+    assert lane.held_back == 0
+
+
+def test_lane_use_is_forgotten_as_it_decays() -> None:
+    lane = ComputeLane("decay")
+    now = time.perf_counter()
+    lane._charge("old", 2.0, now - 10 * BUDGET_TAU)
+    assert lane.usage("old") < 0.01
+    for i in range(200):  # enough sessions for the table to be pruned
+        lane._charge(f"s{i}", 0.001, now - 10 * BUDGET_TAU)
+    lane._charge("new", 2.0, now)
+    assert set(lane._use) == {"new"}
+    assert lane.usage("new") == pytest.approx(2.0, rel=0.05)
+
+
+async def test_stalled_reports_a_step_that_holds_the_lane(lane: ComputeLane) -> None:
+    assert lane.stalled() == 0.0
+    gate = threading.Event()
+    blocker = asyncio.ensure_future(lane.run(key="x", fn=gate.wait))
+    await asyncio.sleep(0.2)
+    waiting = asyncio.ensure_future(lane.run(key="y", fn=lambda: None))
+    assert 0.15 < lane.stalled() < STALL_SECONDS
+    gate.set()
+    await asyncio.gather(blocker, waiting)
+    assert lane.stalled() == 0.0
+

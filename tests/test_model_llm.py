@@ -318,6 +318,55 @@ async def test_two_streams_of_one_session_both_complete(llm: LlamaLLM) -> None:
     assert "table" in text_of(a).lower() and "shelf" in text_of(b).lower()
 
 
+# ------------------------------------------------------------------------------- long contexts
+
+
+def _history(count: int) -> list[ChatMessage]:
+    said = [
+        ChatMessage("user" if i % 2 == 0 else "assistant", f"Message {i}: the {i}th note is here.")
+        for i in range(count)
+    ]
+    return [system(), *said, ChatMessage("user", "What is the capital of France?")]
+
+
+async def test_a_long_context_is_trimmed_in_linear_time(
+    llm: LlamaLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """3,000 messages, far past the 4,096-token window: each message is tokenized once to size
+    the cut and the prompt rendered at most a few times (it used to be re-rendered once per
+    dropped message: ~76 s on the lane); the newest messages and the system prompt are kept."""
+    engine = llm._engine
+    renders: list[int] = []
+    render = engine.render
+    monkeypatch.setattr(
+        engine, "render", lambda pieces: renders.append(len(pieces)) or render(pieces)
+    )
+    messages = _history(3000)
+    started = time.perf_counter()
+    with engine.lock:
+        kept, tokens, _ = llm._fit(messages, tools.render, llm.max_tokens)
+    took = time.perf_counter() - started
+    assert len(renders) <= 1 + 4, renders
+    assert kept[0] == messages[0] and kept[-1] == messages[-1]
+    assert len(tokens) + llm.max_tokens <= engine.llm.n_ctx()
+    assert len(tokens) + llm.max_tokens > engine.llm.n_ctx() * 0.8  # not trimmed too far
+    assert [m.content for m in kept[1:]] == [m.content for m in messages[-(len(kept) - 1) :]]
+    assert took < 3.0, took  # ~0.1 s here; the old loop took over a minute
+    outputs = await collect(llm, messages)
+    assert "paris" in text_of(outputs).lower()
+
+
+async def test_a_system_prompt_too_long_for_the_window_fails_cleanly(llm: LlamaLLM) -> None:
+    from harken.errors import ProviderError
+
+    huge = system("You are helpful. " * 3000)  # ~12,000 tokens
+    with pytest.raises(ProviderError, match="does not fit"):
+        await collect(llm, [huge, ChatMessage("user", "hi")])
+    await llm.prime([huge])  # priming skips what cannot fit
+    answer = await collect(llm, user("What is the capital of France?"))
+    assert "paris" in text_of(answer).lower()
+
+
 # ------------------------------------------------------------------------------- failures
 
 

@@ -315,6 +315,42 @@ async def test_long_text_is_cut_into_short_lane_steps(piper: PiperTTS) -> None:
     assert max(len(p) for p in pieces) / RATE < limit
 
 
+async def test_a_huge_text_is_phonemized_a_stretch_at_a_time(
+    piper: PiperTTS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """200 KB to say (a hostile InjectAgentMessage, or a runaway LLM): the first lane step
+    phonemizes one stretch of it, not the whole text (~0.7 s of espeak-ng on this machine)."""
+    from harken.providers.tts import piper as module
+
+    seen: list[int] = []
+    phonemes = module._phonemes
+    monkeypatch.setattr(
+        module, "_phonemes", lambda voice, text: seen.append(len(text)) or phonemes(voice, text)
+    )
+    huge = "we walked along the river and past the old mill. " * 4000
+    stream = piper.synthesize(huge)
+    first = await anext(stream)
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert first.size > 0
+    assert seen and max(seen) <= module.MAX_TEXT, seen
+    assert sum(seen) < 2 * module.MAX_TEXT
+
+
+def test_split_text_cuts_at_sentences_then_words_then_anywhere() -> None:
+    from harken.providers.tts.piper import split_text
+
+    text = "One two. Three four five! Six seven? " * 30
+    parts = list(split_text(text, 40))
+    assert "".join(parts) == text
+    assert all(len(p) <= 40 for p in parts)
+    assert all(p.rstrip().endswith((".", "!", "?")) for p in parts[:-1])
+    words = list(split_text("word " * 100, 42))
+    assert "".join(words) == "word " * 100 and all(w.endswith(" ") for w in words)
+    assert list(split_text("x" * 100, 30)) == ["x" * 30] * 3 + ["x" * 10]
+    assert list(split_text("short", 30)) == ["short"]
+    assert list(split_text("", 30)) == []
+
+
 async def test_cancelling_mid_paragraph_stops_synthesis(
     piper: PiperTTS, lane: ComputeLane, monkeypatch: pytest.MonkeyPatch
 ) -> None:

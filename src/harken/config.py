@@ -113,6 +113,15 @@ class ServerConfig:
     text_burst: int = 200
     audio_rate_factor: float = 16.0  # x real time of the declared input format ...
     audio_window: float = 5.0  # ... sustained over this many seconds
+    # sizes of what a client asks the models to read or say (harken.session.bounds): prompts cut
+    # with Warning PROMPT_TOO_LONG (Deepgram's limit for its managed LLMs), contexts keep their
+    # newest messages, longer injections are refused, greetings and function results cut
+    max_prompt_chars: int = 25_000
+    max_context_messages: int = 1_000
+    max_context_chars: int = 200_000
+    max_message_chars: int = 20_000
+    # /metrics names traffic volumes: with api_keys set, true asks it for a key too
+    metrics_require_key: bool = False
     shutdown_grace: float = 3.0  # seconds sessions get to flush SERVER_GOING_AWAY
     # SIGTERM drains first: no new sessions (/healthz and handshakes 503); each session is told
     # SERVER_GOING_AWAY (close 1001) once it is at rest, at the latest after drain_timeout s
@@ -259,6 +268,11 @@ _COERCE: dict[str, Callable[[str, object], object]] = {
     "audio_rate_factor": _as_float,
     "audio_window": _as_float,
     "shutdown_grace": _as_float,
+    "max_prompt_chars": _as_int,
+    "max_context_messages": _as_int,
+    "max_context_chars": _as_int,
+    "max_message_chars": _as_int,
+    "metrics_require_key": _as_bool,
     "drain_timeout": _as_float,
     "resume_window": _as_float,
     "write_timeout": _as_float,
@@ -315,6 +329,10 @@ _POSITIVE = (
     "eot_floor_ms",
     "phone_dtmf_timeout_ms",
     "write_timeout",
+    "max_prompt_chars",
+    "max_context_messages",
+    "max_context_chars",
+    "max_message_chars",
 )
 
 

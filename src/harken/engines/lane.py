@@ -10,7 +10,13 @@ token. Between steps the lane picks the next step fairly:
    then ``BACKGROUND`` prompt priming), so the first sentence's audio is never stuck behind the
    rest of an LLM reply;
 2. within a class, round-robin over sessions, so one conversation never waits behind a whole
-   other conversation, only behind one step of it.
+   other conversation, only behind one step of it;
+3. a session over its budget waits behind every other session's steps, of every class: one whose
+   lane time in the last ``BUDGET_TAU`` seconds or so (an exponentially decayed sum) is at least
+   ``BUDGET_FLOOR`` and more than ``BUDGET_SHARE`` times the mean of the sessions waiting for
+   the lane. A client that makes its session expensive (a huge injection to speak, a long
+   context to prefill) slows itself, not its neighbours; sessions that share the lane evenly
+   are never reordered.
 
 Awaiting code stays on the event loop; a cancelled caller's pending steps are dropped, and a
 step already running finishes and its result is thrown away.
@@ -21,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import math
 import threading
 import time
 from collections import deque
@@ -43,6 +50,15 @@ BURST = 6
 """Items a boosted stream makes per step (an LLM: tokens, ~50 ms each on 2 cores, so ~0.3 s):
 between two of its steps another session's step runs, so one item per step would only halve
 its wait. At four phone calls, 6 left fewer gaps than 3 (BENCHMARKS.md, issue 12)."""
+
+BUDGET_TAU = 10.0
+"""Seconds over which a session's lane time is remembered (the decay's time constant)."""
+BUDGET_FLOOR = 1.0
+"""Decayed lane seconds below which a session is never over budget (a reply of ~20 tokens)."""
+BUDGET_SHARE = 1.5
+"""Over budget: more than this many times the mean decayed use of the sessions waiting."""
+STALL_SECONDS = 5.0
+"""A step running, or the oldest step waiting, this long: the lane is stalled (``/healthz``)."""
 
 URGENT = 0
 NORMAL = 1
@@ -97,6 +113,9 @@ class ComputeLane:
         self.busy_seconds = 0.0
         self.waits: deque[Wait] = deque(maxlen=10_000)  # recent queueing, for benchmarks
         self._recent: deque[tuple[str, str]] = deque(maxlen=64)  # (key, what) of the last steps
+        self._use: dict[str, tuple[float, float]] = {}  # key -> (decayed lane seconds, when)
+        self._running_since: float | None = None  # perf_counter when the running step began
+        self.held_back = 0  # steps taken before an over-budget session's queued ones
 
     # ------------------------------------------------------------------ public API
 
@@ -195,6 +214,21 @@ class ComputeLane:
         with self._cond:
             return sum(len(q) for queues in self._queues.values() for q in queues.values())
 
+    def stalled(self) -> float:
+        """Seconds the running step has run or the oldest queued step has waited, whichever is
+        longer (0 when idle): ``STALL_SECONDS`` or more means sessions are not being served."""
+        now = time.perf_counter()
+        with self._cond:
+            since = [s.queued_at for qs in self._queues.values() for q in qs.values() for s in q]
+            if self._running_since is not None:
+                since.append(self._running_since)
+        return max((now - t for t in since), default=0.0)
+
+    def usage(self, key: str) -> float:
+        """``key``'s decayed lane seconds now (its recent share of the lane)."""
+        with self._cond:
+            return self._decayed(key, time.perf_counter())
+
     # ------------------------------------------------------------------ internals
 
     def _put(self, step: _Step) -> None:
@@ -213,20 +247,50 @@ class ComputeLane:
             self._cond.notify()
 
     def _take(self) -> _Step | None:
-        """The next step: most urgent class first, round-robin over sessions within it."""
-        for priority in (URGENT, NORMAL, BACKGROUND):
-            turn, queues = self._turn[priority], self._queues[priority]
-            while turn:
-                key = turn.popleft()
-                queue = queues[key]
-                step = queue.popleft()
-                if queue:
-                    turn.append(key)  # the session goes to the back of the line
-                else:
-                    del queues[key]
-                if not step.cancelled:
-                    return step
+        """The next step: sessions within budget first; then the most urgent class first, and
+        round-robin over sessions within it."""
+        over = self._over_budget(time.perf_counter())
+        for demoted in (False, True) if over else (False,):
+            for priority in (URGENT, NORMAL, BACKGROUND):
+                turn, queues = self._turn[priority], self._queues[priority]
+                while True:
+                    index = next(
+                        (i for i, key in enumerate(turn) if (key in over) == demoted), None
+                    )
+                    if index is None:
+                        break
+                    key = turn[index]
+                    del turn[index]
+                    queue = queues[key]
+                    step = queue.popleft()
+                    if queue:
+                        turn.append(key)  # the session goes to the back of the line
+                    else:
+                        del queues[key]
+                    if not step.cancelled:
+                        self.held_back += bool(over) and not demoted
+                        return step
         return None
+
+    def _decayed(self, key: str, now: float) -> float:
+        used, when = self._use.get(key, (0.0, now))
+        return used * math.exp(-(now - when) / BUDGET_TAU)
+
+    def _over_budget(self, now: float) -> set[str]:
+        """The sessions with queued steps whose recent lane use is over budget (none while
+        only one session has steps queued: there is nobody to go first)."""
+        waiting = {key for turn in self._turn.values() for key in turn}
+        if len(waiting) < 2:
+            return set()
+        use = {key: self._decayed(key, now) for key in waiting}
+        limit = max(BUDGET_FLOOR, BUDGET_SHARE * sum(use.values()) / len(use))
+        return {key for key, used in use.items() if used > limit}
+
+    def _charge(self, key: str, seconds: float, now: float) -> None:
+        self._use[key] = (self._decayed(key, now) + seconds, now)
+        if len(self._use) > 2 * len(self._recent):  # ended sessions: forgotten once decayed
+            for old in [k for k in self._use if self._decayed(k, now) < 0.01]:
+                del self._use[old]
 
     def _work(self) -> None:
         while True:
@@ -237,7 +301,7 @@ class ComputeLane:
                         return
                     self._cond.wait()
                     step = self._take()
-            started = time.perf_counter()
+            started = self._running_since = time.perf_counter()
             others = self.steps_run - step.steps_before
             behind = tuple(self._recent)[len(self._recent) - others :] if others else ()
             queued = started - step.queued_at
@@ -249,7 +313,11 @@ class ComputeLane:
             except BaseException as exc:  # delivered to the awaiting task
                 error = exc
             # count before delivering, so an awaiting task sees its own step counted
-            self.busy_seconds += time.perf_counter() - started
+            ended = time.perf_counter()
+            with self._cond:
+                self._running_since = None
+                self._charge(step.key, ended - started, ended)
+            self.busy_seconds += ended - started
             self.steps_run += 1
             self._recent.append((step.key, step.what))
             self._deliver(step, result, error)

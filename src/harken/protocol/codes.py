@@ -38,6 +38,7 @@ MAXIMUM_SESSION_LENGTH_APPROACHING = "MAXIMUM_SESSION_LENGTH_APPROACHING"
 # harken's own warnings
 UNKNOWN_FIELDS_IGNORED = "UNKNOWN_FIELDS_IGNORED"
 UNKNOWN_FUNCTION_CALL_ID = "UNKNOWN_FUNCTION_CALL_ID"
+MESSAGE_TOO_LONG = "MESSAGE_TOO_LONG"  # a greeting or function result cut to the size limit
 FAILED_TO_LISTEN = "FAILED_TO_LISTEN"  # speech-to-text failed for one turn (non-fatal)
 END_OF_TURN_FAILED = "END_OF_TURN_FAILED"  # the end-of-turn model failed: silence decides
 AUDIO_IGNORED = "AUDIO_IGNORED"  # audio for an agent without agent.listen (text-only)

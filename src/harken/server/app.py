@@ -24,6 +24,7 @@ from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 
 from harken.config import ServerConfig
+from harken.engines.lane import STALL_SECONDS, shared_lane
 from harken.errors import HarkenError
 from harken.phone import check_servable
 from harken.protocol import codes
@@ -39,6 +40,7 @@ from harken.server.resume import Parking
 from harken.server.runner import Runner
 from harken.server.transport import HarkenConnection
 from harken.server.twilio_voice import VoiceWebhook
+from harken.session.bounds import SizeLimits
 from harken.session.eot import TurnPolicy
 from harken.session.listener import FRAME_SECONDS, ListenerConfig
 from harken.session.session import Session, SessionLimits
@@ -82,10 +84,18 @@ class HarkenServer:
                 eager=config.eager_eot_threshold,
                 floor_ms=float(config.eot_floor_ms),
             ),
+            sizes=SizeLimits(
+                prompt_chars=config.max_prompt_chars,
+                context_messages=config.max_context_messages,
+                context_chars=config.max_context_chars,
+                message_chars=config.max_message_chars,
+            ),
         )
         carriers = {config.twilio_path: "twilio", config.telnyx_path: "telnyx"}
         voice = VoiceWebhook(config)
-        self._routes = Routes(config.api_keys, self.metrics, self._health, carriers, voice)
+        self._routes = Routes(
+            config.api_keys, self.metrics, self._health, carriers, voice, config.metrics_require_key
+        )
         self._stopping = False
         self.draining = False
         self._parking = Parking(config.resume_window, self._expired)
@@ -93,6 +103,22 @@ class HarkenServer:
             ("harken_sessions_suspended", "Sessions kept for a reconnect", self._suspended),
             ("harken_llm_kv_snapshots", "KV-cache snapshots the models keep", _kv(0)),
             ("harken_llm_kv_snapshot_bytes", "Bytes of those snapshots", _kv(1)),
+            (
+                "harken_lane_stalled_seconds",
+                "How long the compute lane's running step has run, "
+                "or its oldest queued step waited",
+                shared_lane().stalled,
+            ),
+            (
+                "harken_lane_busy_seconds",
+                "Seconds the compute lane has run model steps",
+                lambda: shared_lane().busy_seconds,
+            ),
+            (
+                "harken_lane_held_back_steps",
+                "Steps run before those of a session over its lane budget",
+                lambda: float(shared_lane().held_back),
+            ),
         ]
 
     # ---------------------------------------------------------------- lifecycle
@@ -259,6 +285,10 @@ class HarkenServer:
             load: dict[str, object] = {"sessions": sessions, "capacity": capacity}
             if sessions >= capacity:  # full: a balancer sends new sessions elsewhere
                 return False, {"status": "full", "providers": label, **load}
+            stalled = shared_lane().stalled()
+            if stalled >= STALL_SECONDS:  # model work is not being served: route elsewhere
+                load["lane_stalled_seconds"] = round(stalled, 1)
+                return False, {"status": "degraded", "providers": label, **load}
             return True, {"status": "ok", "providers": label, **load}
         if self._stopping:
             return False, {"status": "stopping"}

@@ -114,6 +114,29 @@ def select_scheme(offered: Sequence[str]) -> str | None:
     return next((entry for entry in offered if entry.lower() in SCHEMES), None)
 
 
+def refusal(headers: Headers, keys: Sequence[str]) -> Response | None:
+    """The answer to a request whose credentials do not pass, else None: 400 for more than one
+    ``Authorization`` header (which one counts would be a guess, and proxies disagree), 401
+    for a missing or wrong credential when ``keys`` are configured."""
+    if len(headers.get_all("Authorization")) > 1:
+        return _auth_error(400, "Bad Request", "Send one Authorization header, not several.")
+    if not is_authorized(headers, keys):
+        return unauthorized()
+    return None
+
+
+def _auth_error(status: int, reason: str, message: str) -> Response:
+    body = json.dumps({"err_code": "INVALID_AUTH", "err_msg": message}).encode()
+    headers = Headers(
+        [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(body))),
+            ("Connection", "close"),
+        ]
+    )
+    return Response(status, reason, headers, body)
+
+
 def unauthorized() -> Response:
     """HTTP 401 sent instead of the upgrade."""
     body = json.dumps(

@@ -88,8 +88,10 @@ class Routes:
         health: Health,
         carriers: dict[str, str] | None = None,
         voice: VoiceWebhook | None = None,
+        metrics_key: bool = False,
     ) -> None:
         self._keys = tuple(api_keys)
+        self._metrics_key = metrics_key  # /metrics asks for an API key too
         self._metrics = metrics
         self._health = health
         self._carriers = carriers or {}  # path -> carrier ("twilio", "telnyx")
@@ -115,6 +117,9 @@ class Routes:
             ok, payload = self._health()
             return json_response(200 if ok else 503, "OK" if ok else "Service Unavailable", payload)
         if path == "/metrics":
+            denied = auth.refusal(request.headers, self._keys if self._metrics_key else ())
+            if denied is not None:
+                return denied
             return respond(200, "OK", self._metrics.render(), self._metrics.content_type)
         if path in ("/", "/index.html") or path.startswith("/static/"):
             return self._static(path)
@@ -123,9 +128,10 @@ class Routes:
     def _agent(
         self, connection: HarkenConnection, request: Request, generation: Generation
     ) -> Response | None:
-        if not auth.is_authorized(request.headers, self._keys):
-            log.info("rejected %s: missing or invalid credentials (401)", request.path)
-            return auth.unauthorized()
+        denied = auth.refusal(request.headers, self._keys)
+        if denied is not None:
+            log.info("rejected %s: credentials (%d)", request.path, denied.status_code)
+            return denied
         refused = self._refused()
         if refused is not None:
             return refused
@@ -137,7 +143,7 @@ class Routes:
         """503 before the upgrade when no session can be taken (loading, full, draining): a
         balancer (nginx ``proxy_next_upstream http_503``) tries another replica."""
         ok, health = self._health()
-        if ok:
+        if ok or health.get("status") == "degraded":  # a stall may be one long step: serve on
             return None
         code, message = REFUSALS.get(str(health.get("status")), REFUSALS["loading"])
         response = json_response(503, "Service Unavailable", {"err_code": code, "err_msg": message})

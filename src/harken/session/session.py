@@ -16,6 +16,7 @@ from harken.protocol import codes
 from harken.protocol import messages as m
 from harken.protocol.codec import parse_client
 from harken.protocol.settings import ListenConfig, Provider, SpeakConfig, ThinkConfig
+from harken.session.bounds import SizeLimits, bound
 from harken.session.effects import Effect, JobDone, JobFailed, ProviderEvent
 from harken.session.eot import TurnPolicy
 from harken.session.history import Conversation
@@ -43,6 +44,7 @@ class SessionLimits:
     listener: ListenerConfig = field(default_factory=ListenerConfig)
     speculate: bool = True  # start STT and the LLM at the first short pause
     turn: TurnPolicy = field(default_factory=TurnPolicy)  # fixed silence, or a semantic signal
+    sizes: SizeLimits = field(default_factory=SizeLimits)  # prompts, contexts, injections
 
 
 class Catalog(Protocol):
@@ -125,6 +127,13 @@ class Session:
                     description=f"Ignored unknown field(s) in {message.type}: {shown}",
                 )
             )
+        if early == isinstance(message, m.Settings):  # what the table would act on
+            bounded = bound(message, self.limits.sizes, self.turns.agent.prompt)
+            for note in bounded.notes:
+                self.out.send(note)
+            if bounded.message is None:
+                return
+            message = bounded.message
         self.turns.fire(_event_of(message), Cause(now, message))
 
     def receive_audio(self, data: bytes, now: float) -> None:

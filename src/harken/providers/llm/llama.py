@@ -26,10 +26,19 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import aclosing
 from dataclasses import dataclass
 from functools import partial
@@ -165,6 +174,19 @@ class _Engine:
 _NEXT: Final[list[tools.Piece]] = [("<|im_start|>user\n", True)]
 """Primed after the prompt: the opening of the user's next message, which a turn would otherwise
 prefill on its critical path (3 tokens, ≈ 40 ms on two cores)."""
+
+_MARKUP_TOKENS: Final = 5
+"""Tokens a message's markup takes besides its text (``<|im_start|>role\\n … <|im_end|>\\n``)."""
+
+_FIT_TRIES: Final = 4
+"""Renders of a trimmed prompt that may still be too long (the sizes are per message, and the
+tokenizer merges differently across messages) before the step gives up trimming further."""
+
+
+def _primed(messages: Sequence[ChatMessage], functions: Sequence[FunctionDef]) -> list[tools.Piece]:
+    """What priming evaluates: the prompt without a reply, and the next user message opened."""
+    return tools.render(messages, functions, reply=False) + _NEXT
+
 
 _ENGINES: dict[tuple[Path, int, int], _Engine] = {}
 _ENGINES_LOCK = threading.Lock()
@@ -345,8 +367,10 @@ class LlamaLLM:
         for slot, offered in slots:
             job, cache = kv.Job(session, slot), engine.cache
             with engine.lock:
-                pieces = tools.render(messages, offered, reply=False) + _NEXT
-                tokens, job.shared = engine.render(pieces)
+                render = partial(_primed, functions=offered)
+                _, tokens, job.shared = self._fit(messages, render, self.max_tokens)
+                if len(tokens) + 16 > engine.llm.n_ctx():
+                    return  # nothing fits to prime: the turn will say so
                 done = cache.adopt(job, tokens)
             try:
                 while not done:
@@ -379,12 +403,9 @@ class LlamaLLM:
 
     def _phase(self, job: _Turn, functions: Sequence[FunctionDef]) -> None:
         """Start the tool choice (with ``functions``) or the answer: prompt, slot, sampler."""
-        engine, messages = self._engine, list(job.messages)
-        while True:  # drop the oldest messages while the prompt is too long
-            job.tokens, job.kv.shared = engine.render(tools.render(messages, functions))
-            if len(job.tokens) + self.max_tokens <= engine.llm.n_ctx() or len(messages) <= 2:
-                break
-            del messages[1 if messages[0].role == "system" else 0]
+        engine = self._engine
+        pieces = partial(tools.render, functions=functions)
+        messages, job.tokens, job.kv.shared = self._fit(job.messages, pieces, self.max_tokens)
         if len(job.tokens) + 16 > engine.llm.n_ctx():
             raise ProviderError("the conversation does not fit the model's context", retryable=True)
         engine.cache.release(job.kv)
@@ -399,6 +420,41 @@ class LlamaLLM:
             job.sampler = _Sampler(engine, job.temperature, bias=engine.never)
         if job.end_score:
             job.end_score, job.cut = False, self._cut(job, messages, functions) or -1
+
+    def _fit(
+        self,
+        messages: Sequence[ChatMessage],
+        pieces: Callable[[Sequence[ChatMessage]], list[tools.Piece]],
+        reserve: int,
+    ) -> tuple[list[ChatMessage], list[int], tuple[int, ...]]:
+        """The newest messages whose prompt (``pieces`` of them) leaves ``reserve`` tokens of the
+        window free, the system message and the last message always kept; with their tokens and
+        shared marks. Linear in the conversation: each message is tokenized once to size the
+        cut, and the prompt rendered once more (rarely a few times) to check it."""
+        engine, kept = self._engine, list(messages)
+        tokens, marks = engine.render(pieces(kept))
+        limit = engine.llm.n_ctx() - reserve
+        if len(tokens) <= limit:
+            return kept, tokens, marks
+        head = 1 if kept and kept[0].role == "system" else 0
+        body = kept[head:]
+        excess, drop = len(tokens) - limit, 0
+        for size in itertools.accumulate(map(self._size, body[:-1])):
+            drop += 1
+            if size >= excess:
+                break
+        for _ in range(_FIT_TRIES):
+            kept = [*messages[:head], *body[drop:]]
+            tokens, marks = engine.render(pieces(kept))
+            if len(tokens) <= limit or drop >= len(body) - 1:
+                break
+            drop = min(drop + max(1, (len(body) - drop) // 8), len(body) - 1)
+        return kept, tokens, marks
+
+    def _size(self, message: ChatMessage) -> int:
+        """About the tokens ``message`` takes in a prompt (its text, calls and markup)."""
+        text = " ".join([message.content, *(c.arguments for c in message.tool_calls)])
+        return len(self._engine.tokenize([(text, False)])) + _MARKUP_TOKENS
 
     def _cut(
         self, job: _Turn, messages: Sequence[ChatMessage], functions: Sequence[FunctionDef]

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 
 PEAK: Final = 0.9
 """Peak level of each synthesised chunk (Piper normalises to 1.0; keep headroom)."""
+MAX_TEXT: Final = 400
+"""Characters phonemized per lane step at most (espeak-ng: ~1 ms each on this machine)."""
 MAX_PHONEMES: Final = 160
 """Default cap of phoneme symbols per lane step (Piper's NFD codepoints, stress marks included)."""
 _FIX: Final = "run `make install`"
@@ -134,6 +136,23 @@ def split_phonemes(phonemes: Sequence[str], limit: int) -> Iterator[list[str]]:
         yield rest
 
 
+def split_text(text: str, limit: int) -> Iterator[str]:
+    """``text`` in stretches of at most ``limit`` characters, cut after the last sentence end
+    (``. ! ?`` or a line break followed by a space) that fits, else the last space, else at
+    ``limit``: linear in the text."""
+    start = 0
+    while len(text) - start > limit:
+        window = text[start : start + limit]
+        ends = [window.rfind(f"{mark} ") for mark in ".!?\n"]
+        cut = max(ends) + 1
+        if cut <= 0:
+            cut = window.rfind(" ") + 1 or limit
+        yield window[:cut]
+        start += cut
+    if start < len(text):
+        yield text[start:]
+
+
 class PiperTTS:
     """Piper voice (``piper-joe``), one sentence (or clause group) per lane step.
 
@@ -187,9 +206,12 @@ class PiperTTS:
                 await stream.aclose()
 
     def _chunks(self, text: str) -> Iterator[Int16Array]:
-        """Runs on the lane: each ``next()`` is one step (the first also phonemizes)."""
+        """Runs on the lane: each ``next()`` is one step, which phonemizes the next stretch of
+        text when it needs one (never the whole text at once: a long injection would hold
+        the lane for seconds)."""
         # Piper reads "[[ ... ]]" as raw phonemes: speak whatever the text says instead
-        for sentence in _phonemes(self._voice, text.replace("[[", "[ [")):
-            for piece in split_phonemes(sentence, self.max_phonemes):
-                if _voiced(piece):
-                    yield _render(self._voice, piece)
+        for stretch in split_text(text.replace("[[", "[ ["), MAX_TEXT):
+            for sentence in _phonemes(self._voice, stretch):
+                for piece in split_phonemes(sentence, self.max_phonemes):
+                    if _voiced(piece):
+                        yield _render(self._voice, piece)
