@@ -271,3 +271,27 @@ async def test_stalled_reports_a_step_that_holds_the_lane(lane: ComputeLane) -> 
     await asyncio.gather(blocker, waiting)
     assert lane.stalled() == 0.0
 
+
+# ------------------------------------------------------------------ the thread pools' waits
+
+
+@pytest.mark.parametrize(("given", "expected"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_model_thread_pools_wait_passively_unless_the_operator_says(
+    given: str | None, expected: str
+) -> None:
+    """libgomp (llama.cpp's and CTranslate2's pools) reads OMP_WAIT_POLICY when it loads:
+    importing harken sets it first, so the pools sleep instead of spinning beside a busy
+    neighbour (BENCHMARKS.md, issue 14); an operator's setting is kept."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given is not None:
+        env["OMP_WAIT_POLICY"] = given
+    code = (
+        "import sys, os, harken.providers.llm.llama as l; "
+        "print(os.environ['OMP_WAIT_POLICY'], 'libgomp' in open('/proc/self/maps').read())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == [expected, "True"], out.stderr

@@ -10,6 +10,16 @@ The SDK mirrors ``deepgram-sdk`` 4.8.1's agent module, so ``from deepgram import
 
 from __future__ import annotations
 
+import os as _os
+
+# The embedded models' thread pools (llama.cpp's and CTranslate2's, both on libgomp) spin-wait
+# between and inside parallel regions by default. Beside another busy process (a second replica,
+# a llama-server) that spinning starves the thread being waited for, and mouth-to-ear went from
+# 1.6 s to 4.2 s with one core taken; passive waits keep it at 2.3 s and cost nothing measurable
+# on a quiet machine (BENCHMARKS.md, issue 14). libgomp reads this once, when a model library is
+# loaded, so it is set as soon as harken is imported; an operator's own setting wins.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 from harken.client import (
     Agent,
     AgentAudioDoneResponse,
