@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from contextlib import aclosing
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -329,29 +329,36 @@ def _history(count: int) -> list[ChatMessage]:
     return [system(), *said, ChatMessage("user", "What is the capital of France?")]
 
 
-async def test_a_long_context_is_trimmed_in_linear_time(
+async def test_a_long_context_is_trimmed_by_the_window_not_the_conversation(
     llm: LlamaLLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """3,000 messages, far past the 4,096-token window: each message is tokenized once to size
-    the cut and the prompt rendered at most a few times (it used to be re-rendered once per
-    dropped message: ~76 s on the lane); the newest messages and the system prompt are kept."""
+    """3,000 messages, far past the 4,096-token window: only the newest messages that fit are
+    tokenized (sized from the newest back, then rendered once or a few times); the older ones
+    never are (the prompt used to be re-rendered once per dropped message: ~76 s on the lane).
+    The system prompt and the newest messages are kept."""
     engine = llm._engine
-    renders: list[int] = []
-    render = engine.render
-    monkeypatch.setattr(
-        engine, "render", lambda pieces: renders.append(len(pieces)) or render(pieces)
-    )
+    tokenized: list[int] = []
+    tokenize = engine.tokenize
+
+    def counting(pieces: Any) -> list[int]:
+        pieces = list(pieces)
+        tokenized.append(sum(len(text) for text, _ in pieces))
+        return tokenize(pieces)
+
+    monkeypatch.setattr(engine, "tokenize", counting)
     messages = _history(3000)
     started = time.perf_counter()
     with engine.lock:
         kept, tokens, _ = llm._fit(messages, tools.render, llm.max_tokens)
     took = time.perf_counter() - started
-    assert len(renders) <= 1 + 4, renders
     assert kept[0] == messages[0] and kept[-1] == messages[-1]
     assert len(tokens) + llm.max_tokens <= engine.llm.n_ctx()
     assert len(tokens) + llm.max_tokens > engine.llm.n_ctx() * 0.8  # not trimmed too far
     assert [m.content for m in kept[1:]] == [m.content for m in messages[-(len(kept) - 1) :]]
-    assert took < 3.0, took  # ~0.1 s here; the old loop took over a minute
+    kept_chars = sum(len(m.content) for m in kept)
+    assert sum(tokenized) < 4 * kept_chars < sum(len(m.content) for m in messages) / 4
+    assert took < 1.0, took  # ~15 ms here; the old loop took over a minute
+    monkeypatch.undo()
     outputs = await collect(llm, messages)
     assert "paris" in text_of(outputs).lower()
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import itertools
 import threading
 import time
 from collections import deque
@@ -429,26 +428,34 @@ class LlamaLLM:
     ) -> tuple[list[ChatMessage], list[int], tuple[int, ...]]:
         """The newest messages whose prompt (``pieces`` of them) leaves ``reserve`` tokens of the
         window free, the system message and the last message always kept; with their tokens and
-        shared marks. Linear in the conversation: each message is tokenized once to size the
-        cut, and the prompt rendered once more (rarely a few times) to check it."""
+        shared marks.
+
+        Bounded by the window, not by the conversation: a prompt whose UTF-8 bytes fit (a token
+        is at least one byte) is tokenized once; else messages are sized from the newest back
+        until the window is full, and the prompt of those is rendered (rarely a few times, when
+        the per-message sizes were short) to check it. Older messages are never tokenized."""
         engine, kept = self._engine, list(messages)
-        tokens, marks = engine.render(pieces(kept))
         limit = engine.llm.n_ctx() - reserve
-        if len(tokens) <= limit:
+        rendered = pieces(kept)
+        if sum(len(text.encode()) for text, _ in rendered) <= limit:
+            tokens, marks = engine.render(rendered)
             return kept, tokens, marks
         head = 1 if kept and kept[0].role == "system" else 0
         body = kept[head:]
-        excess, drop = len(tokens) - limit, 0
-        for size in itertools.accumulate(map(self._size, body[:-1])):
-            drop += 1
-            if size >= excess:
+        room = limit - len(engine.render(pieces(kept[:head]))[0])
+        start = len(body) - 1  # the last message is always kept
+        used = self._size(body[start]) if body else 0
+        while start > 0:
+            used += self._size(body[start - 1])
+            if used > room:
                 break
+            start -= 1
         for _ in range(_FIT_TRIES):
-            kept = [*messages[:head], *body[drop:]]
+            kept = [*messages[:head], *body[start:]]
             tokens, marks = engine.render(pieces(kept))
-            if len(tokens) <= limit or drop >= len(body) - 1:
+            if len(tokens) <= limit or start >= len(body) - 1:
                 break
-            drop = min(drop + max(1, (len(body) - drop) // 8), len(body) - 1)
+            start = min(start + max(1, (len(body) - start) // 8), len(body) - 1)
         return kept, tokens, marks
 
     def _size(self, message: ChatMessage) -> int:
