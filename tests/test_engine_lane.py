@@ -295,3 +295,31 @@ def test_model_thread_pools_wait_passively_unless_the_operator_says(
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.split() == [expected, "True"], out.stderr
+
+
+async def test_the_lane_waits_a_moment_for_a_light_streams_next_step(lane: ComputeLane) -> None:
+    """A light session streaming token by token queues each step only after the last one was
+    delivered; in that gap the lane keeps idle (ANTICIPATE) instead of starting a step of the
+    over-budget session, which would otherwise run before every token."""
+    await lane.run(key="hog", fn=lambda: time.sleep(BUDGET_FLOOR + 0.2))
+    order: list[str] = []
+    stop = asyncio.Event()
+
+    async def hog() -> None:
+        while not stop.is_set():
+            await lane.run(key="hog", fn=lambda: order.append("hog") or time.sleep(0.02))
+
+    def tokens() -> Iterator[str]:
+        for i in range(20):
+            order.append("tok")
+            yield str(i)
+
+    hogging = asyncio.ensure_future(hog())
+    await asyncio.sleep(0.05)
+    got = [t async for t in lane.stream(tokens, key="light")]
+    stop.set()
+    await hogging
+    assert len(got) == 20
+    first = order.index("tok")
+    between = order[first : len(order) - order[::-1].index("tok")]
+    assert between.count("hog") <= 2, between  # not one hog step per token

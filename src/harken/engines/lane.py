@@ -57,6 +57,11 @@ BUDGET_FLOOR = 1.0
 """Decayed lane seconds below which a session is never over budget (a reply of ~20 tokens)."""
 BUDGET_SHARE = 1.5
 """Over budget: more than this many times the mean decayed use of the sessions waiting."""
+ANTICIPATE = 0.03
+"""After a step of a session within budget, the lane stays idle this long rather than start a
+step of an over-budget one, when that is all there is: a stream's next step (the next token)
+is queued only after its last one was delivered, and in that gap a 0.3 s step of the heavy
+session would otherwise run before every token of the light one."""
 STALL_SECONDS = 5.0
 """A step running, or the oldest step waiting, this long: the lane is stalled (``/healthz``)."""
 
@@ -116,6 +121,7 @@ class ComputeLane:
         self._use: dict[str, tuple[float, float]] = {}  # key -> (decayed lane seconds, when)
         self._running_since: float | None = None  # perf_counter when the running step began
         self.held_back = 0  # steps taken before an over-budget session's queued ones
+        self._light: tuple[str, float] | None = None  # the session served last, and when
 
     # ------------------------------------------------------------------ public API
 
@@ -272,6 +278,31 @@ class ComputeLane:
                         return step
         return None
 
+    def _next(self) -> _Step | None:
+        """The next step, unless the lane should stay idle a moment (:data:`ANTICIPATE`)."""
+        return None if self._anticipation(time.perf_counter()) else self._take()
+
+    def _anticipation(self, now: float) -> float:
+        """Seconds to wait for the session served last, while only over-budget sessions (by
+        its measure) have steps queued; 0: take a step now."""
+        if self._light is None:
+            return 0.0
+        key, ended = self._light
+        left = ANTICIPATE - (now - ended)
+        waiting = {k for turn in self._turn.values() for k in turn}
+        if left <= 0 or not waiting or key in waiting:
+            return 0.0
+        light = self._decayed(key, now)
+        if all(self._heavy(k, now, light) for k in waiting):
+            return left
+        return 0.0
+
+    def _heavy(self, key: str, now: float, than: float) -> bool:
+        """``key`` has used the lane over budget: ``BUDGET_FLOOR`` at least, and more than
+        ``BUDGET_SHARE`` times ``than``."""
+        used = self._decayed(key, now)
+        return used >= BUDGET_FLOOR and used > BUDGET_SHARE * than
+
     def _decayed(self, key: str, now: float) -> float:
         used, when = self._use.get(key, (0.0, now))
         return used * math.exp(-(now - when) / BUDGET_TAU)
@@ -295,12 +326,12 @@ class ComputeLane:
     def _work(self) -> None:
         while True:
             with self._cond:
-                step = self._take()
+                step = self._next()
                 while step is None:
                     if self._closed:
                         return
-                    self._cond.wait()
-                    step = self._take()
+                    self._cond.wait(self._anticipation(time.perf_counter()) or None)
+                    step = self._next()
             started = self._running_since = time.perf_counter()
             others = self.steps_run - step.steps_before
             behind = tuple(self._recent)[len(self._recent) - others :] if others else ()
@@ -316,6 +347,7 @@ class ComputeLane:
             ended = time.perf_counter()
             with self._cond:
                 self._running_since = None
+                self._light = (step.key, ended)
                 self._charge(step.key, ended - started, ended)
             self.busy_seconds += ended - started
             self.steps_run += 1
