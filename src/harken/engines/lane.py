@@ -278,10 +278,6 @@ class ComputeLane:
                         return step
         return None
 
-    def _next(self) -> _Step | None:
-        """The next step, unless the lane should stay idle a moment (:data:`ANTICIPATE`)."""
-        return None if self._anticipation(time.perf_counter()) else self._take()
-
     def _anticipation(self, now: float) -> float:
         """Seconds to wait for the session served last, while only over-budget sessions (by
         its measure) have steps queued; 0: take a step now."""
@@ -326,12 +322,15 @@ class ComputeLane:
     def _work(self) -> None:
         while True:
             with self._cond:
-                step = self._next()
-                while step is None:
+                while True:
+                    # one reading of the clock decides both: take a step, or wait that long
+                    pause = self._anticipation(time.perf_counter())
+                    step = None if pause else self._take()
+                    if step is not None:
+                        break
                     if self._closed:
                         return
-                    self._cond.wait(self._anticipation(time.perf_counter()) or None)
-                    step = self._next()
+                    self._cond.wait(pause or None)
             started = self._running_since = time.perf_counter()
             others = self.steps_run - step.steps_before
             behind = tuple(self._recent)[len(self._recent) - others :] if others else ()
