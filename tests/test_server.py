@@ -185,6 +185,7 @@ def test_auth_rejected_with_401(
         open_ws(secured, additional_headers=headers, subprotocols=subprotocols)
     assert exc.value.response.status_code == 401
     assert json.loads(exc.value.response.body)["err_code"] == "INVALID_AUTH"
+    assert exc.value.response.headers["WWW-Authenticate"] == 'Token realm="harken"'
 
 
 def test_auth_protects_ea_path_but_not_healthz(secured: ServerThread) -> None:

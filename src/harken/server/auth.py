@@ -139,19 +139,11 @@ def _auth_error(status: int, reason: str, message: str) -> Response:
 
 def unauthorized() -> Response:
     """HTTP 401 sent instead of the upgrade."""
-    body = json.dumps(
-        {
-            "err_code": "INVALID_AUTH",
-            "err_msg": "Invalid credentials. Send 'Authorization: Token <key>' or the "
-            "'token' subprotocol followed by the key.",
-        }
-    ).encode()
-    headers = Headers(
-        [
-            ("Content-Type", "application/json"),
-            ("Content-Length", str(len(body))),
-            ("WWW-Authenticate", 'Token realm="harken"'),
-            ("Connection", "close"),
-        ]
+    response = _auth_error(
+        401,
+        "Unauthorized",
+        "Invalid credentials. Send 'Authorization: Token <key>' or the 'token' subprotocol "
+        "followed by the key.",
     )
-    return Response(401, "Unauthorized", headers, body)
+    response.headers["WWW-Authenticate"] = 'Token realm="harken"'
+    return response
