@@ -144,6 +144,17 @@ def sample(server: ServerThread) -> tuple[float, float, float]:
     )
 
 
+def record(server: ServerThread, curve: list[float], label: str) -> None:
+    """Sample the server 0.3 s after a step, add its RSS to ``curve`` and print the line."""
+    time.sleep(0.3)
+    rss, snapshots, suspended = sample(server)
+    curve.append(rss)
+    print(
+        f"{label} rss {rss:8.1f} MB  snapshots {snapshots:3.0f}  suspended {suspended:.0f}",
+        flush=True,
+    )
+
+
 def wait_ready(server: ServerThread) -> None:
     for _ in range(600):
         try:
@@ -194,14 +205,7 @@ def main() -> None:
         for n in range(args.sequential):
             how = conversation(server, n, pcm, args.speed)
             outcomes[how] += 1
-            time.sleep(0.3)
-            rss, snapshots, suspended = sample(server)
-            curve.append(rss)
-            print(
-                f"seq {n:4d} {how:10s} rss {rss:8.1f} MB  snapshots {snapshots:3.0f}  "
-                f"suspended {suspended:.0f}",
-                flush=True,
-            )
+            record(server, curve, f"seq {n:4d} {how:10s}")
         summary("one at a time", curve, args.warmup)
         curve = []
         for r in range(args.concurrent):
@@ -216,14 +220,7 @@ def main() -> None:
             for thread in threads:
                 thread.join(180)
             outcomes.update(results)
-            time.sleep(0.3)
-            rss, snapshots, suspended = sample(server)
-            curve.append(rss)
-            print(
-                f"four {r:3d} {','.join(sorted(results)):40s} rss {rss:8.1f} MB  "
-                f"snapshots {snapshots:3.0f}  suspended {suspended:.0f}",
-                flush=True,
-            )
+            record(server, curve, f"four {r:3d} {','.join(sorted(results)):40s}")
         summary("four at a time", curve, min(args.warmup, max(len(curve) // 4, 1)))
         time.sleep(3)  # dropped sessions expire (resume_window 2 s)
         rss, snapshots, suspended = sample(server)
