@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from harken.engines.assemble import verify
 from harken.engines.lane import SESSION, ComputeLane
@@ -23,7 +25,16 @@ from harken.errors import ModelError, ProviderError
 from harken.protocol.audio import resample
 from harken.providers.base import STT
 from harken.providers.stt import WhisperSTT
-from harken.providers.stt.whisper import _Fit, fitted, keep_segment, load_model, loops, unsure
+from harken.providers.stt.whisper import (
+    PIECE_S,
+    _Fit,
+    fitted,
+    keep_segment,
+    load_model,
+    loops,
+    pieces,
+    unsure,
+)
 from speech import (
     Utterance,
     corpus_wer,
@@ -321,3 +332,54 @@ def test_fitted_features_keep_the_audio_and_a_margin() -> None:
 )
 def test_hallucination_guard(segment: _Seg, kept: bool) -> None:
     assert keep_segment(segment) is kept
+
+
+# ------------------------------------------------------------------------------- long turns
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    size=st.integers(0, 40_000),
+    longest=st.integers(8, 10_000),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_pieces_cover_the_turn_within_the_longest(size: int, longest: int, seed: int) -> None:
+    samples = np.random.default_rng(seed).integers(-3000, 3000, size, dtype=np.int16)
+    cut = pieces(samples, longest)
+    assert np.array_equal(np.concatenate(cut), samples)
+    assert all(piece.size <= longest for piece in cut)
+    if len(cut) > 1:
+        assert all(piece.size >= longest // 2 for piece in cut)
+
+
+def test_pieces_are_cut_where_the_speech_pauses() -> None:
+    rng = np.random.default_rng(1)
+    speech = rng.integers(-8000, 8000, 16000 * 30, dtype=np.int16)
+    pauses = [(90_000, 96_000), (200_000, 205_000), (330_000, 336_000)]  # 0.3-0.4 s each
+    for start, end in pauses:
+        speech[start:end] = rng.integers(-30, 30, end - start, dtype=np.int16)
+    cut = pieces(speech, int(16000 * PIECE_S))
+    ends = np.cumsum([piece.size for piece in cut])[:-1]
+    assert len(cut) == 4
+    assert all(start < at < end for at, (start, end) in zip(ends, pauses, strict=True)), ends
+
+
+async def test_a_long_turn_is_transcribed_in_pieces_one_lane_step_each(
+    base: WhisperSTT, speech: list[Utterance], lane: ComputeLane
+) -> None:
+    """A turn longer than PIECE_S (here 6 recordings with pauses, ~22 s) is cut at its pauses
+    and each piece is one lane step, so no step transcribes more than PIECE_S; every
+    recording's words are still there."""
+    chosen = speech[:6]
+    pause = np.zeros(16000 * 6 // 10, np.int16)
+    turn = np.concatenate([part for u in chosen for part in (u.samples, pause)])
+    assert turn.size > 2 * 16000 * PIECE_S
+    before, refits = len([w for w in lane.waits if w.what == "stt"]), base.refits
+    text = await base.transcribe(turn)
+    steps = len([w for w in lane.waits if w.what == "stt"]) - before
+    cut = pieces(turn, int(16000 * PIECE_S))
+    assert len(cut) >= 3 and steps == len(cut) + base.refits - refits, (steps, len(cut))
+    reference = " ".join(u.text for u in chosen)
+    errors = wer(reference, text)
+    print(f"{turn.size / 16000:.1f} s in {steps} steps: {errors:.1%} WER: {text}")
+    assert errors <= 0.15, text
