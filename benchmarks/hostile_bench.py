@@ -17,7 +17,8 @@ beside each **hostile** session in turn:
   closed after ``write_timeout``).
 
 Per phase: the canary's reply latency (p50, max), unanswered turns, the ratio of its p50 to the
-quiet one (goal: at most 2x, none unanswered), and what the hostile client was told.
+quiet one (goal: at most 2x, none unanswered), what the hostile client was told, and the longest
+lane step of each kind of work (goal: ~0.3 s at most).
 
 Usage: python benchmarks/hostile_bench.py [--turns N]
 """
@@ -41,6 +42,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from conftest import SETTINGS, ServerThread, harken_config, open_ws, recv_json, start_session
+from harken.engines.lane import shared_lane
 from speech import goforward
 
 FRAME = 640  # 20 ms of 16 kHz linear16
@@ -228,6 +230,14 @@ def run_hostile(name: str, server: ServerThread, stop: threading.Event, told: li
     told.extend(HOSTILE[name](server, stop))
 
 
+def longest_steps() -> str:
+    """The longest lane step of each kind of work since the last call (then forgotten)."""
+    lane = shared_lane()
+    kinds = sorted(lane.longest.items(), key=lambda item: -item[1])
+    lane.longest.clear()
+    return ", ".join(f"{what or '-'} {seconds:.2f} s" for what, seconds in kinds[:5])
+
+
 def report(label: str, latencies: list[float], unanswered: int, quiet: float | None) -> float:
     p50 = statistics.median(latencies) if latencies else float("nan")
     ratio = f"{p50 / quiet:.2f}x quiet" if quiet else "-"
@@ -237,6 +247,7 @@ def report(label: str, latencies: list[float], unanswered: int, quiet: float | N
         f"{len(latencies)} answered, {unanswered} unanswered, {ratio}",
         flush=True,
     )
+    print(f"         longest lane steps: {longest_steps()}", flush=True)
     return p50
 
 
@@ -255,6 +266,7 @@ def main() -> None:
     try:
         time.sleep(1)
         canary(server, 2, speech)  # warm-up
+        longest_steps()
         quiet = report("quiet", *canary(server, args.turns, speech), None)
         for name in args.phases:
             stop = threading.Event()

@@ -15,8 +15,10 @@ from harken.engines.lane import (
     BUDGET_FLOOR,
     BUDGET_TAU,
     BURST,
+    CROWD_SECONDS,
     NORMAL,
     STALL_SECONDS,
+    STEP_SECONDS,
     URGENT,
     ComputeLane,
 )
@@ -241,6 +243,20 @@ async def test_sessions_that_share_the_lane_evenly_keep_their_order(lane: Comput
     assert lane.held_back == 0
 
 
+async def test_one_of_two_sessions_may_not_keep_three_times_the_others_share(
+    lane: ComputeLane,
+) -> None:
+    """Over budget is measured against the *other* sessions: beside a canary that used 1 s, a
+    session that used 2.5 s is over (against the mean of both, 1.75 s, it would not be: a hog
+    could keep three times a canary's share, one long step before each of its tokens)."""
+    now = time.perf_counter()
+    lane._charge("canary", BUDGET_FLOOR, now)
+    lane._charge("hog", BUDGET_FLOOR * 2.5, now)
+    order = await _queued_order(lane, [("hog", "hog", URGENT), ("canary", "canary", NORMAL)])
+    assert order == ["canary", "hog"]
+    assert lane.held_back == 1
+
+
 async def test_a_lone_session_is_never_held_back(lane: ComputeLane) -> None:
     await lane.run(key="hog", fn=lambda: time.sleep(BUDGET_FLOOR + 0.2))
     order = await _queued_order(lane, [("hog", "n", NORMAL), ("hog", "u", URGENT)])
@@ -323,3 +339,52 @@ async def test_the_lane_waits_a_moment_for_a_light_streams_next_step(lane: Compu
     first = order.index("tok")
     between = order[first : len(order) - order[::-1].index("tok")]
     assert between.count("hog") <= 2, between  # not one hog step per token
+
+
+async def test_crowded_while_another_session_waits_or_ran_lately(
+    lane: ComputeLane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A step may run long only while its session is alone on the lane: another session's
+    queued step, or one that ran within CROWD_SECONDS, makes the lane crowded for it."""
+    seen: dict[str, bool] = {}
+    assert await lane.run(lambda: lane.crowded("a"), key="a") is False  # alone
+    gate = threading.Event()
+    held = asyncio.ensure_future(lane.run(lambda: gate.wait() and lane.crowded("a"), key="a"))
+    await asyncio.sleep(0.05)
+    queued = asyncio.ensure_future(
+        lane.run(lambda: seen.setdefault("b", lane.crowded("b")), key="b")
+    )
+    await asyncio.sleep(0.05)
+    gate.set()
+    assert await held is True  # b was queued behind it
+    await queued
+    assert seen == {"b": True}  # a ran a moment ago
+    assert await lane.run(lambda: lane.crowded("b"), key="b") is True
+    later = time.perf_counter() + CROWD_SECONDS + 0.1
+    assert lane.crowded("a") is True  # b ran just now
+    monkeypatch.setattr(time, "perf_counter", lambda: later)
+    assert lane.crowded("b") is False and lane.crowded("a") is False  # both long ago
+
+
+async def test_a_boosted_burst_stops_at_the_step_time(lane: ComputeLane) -> None:
+    """A burst (BURST items in one step) ends early rather than hold the lane past
+    STEP_SECONDS: items of STEP_SECONDS / 2.5 each make two a step, not six."""
+    BOOST.set(lambda: True)
+
+    def slow() -> Iterator[int]:
+        for i in range(BURST):
+            time.sleep(STEP_SECONDS / 2.5)
+            yield i
+
+    got = [i async for i in lane.stream(slow, key="slow")]
+    assert got == list(range(BURST))
+    steps = [w for w in lane.waits if w.key == "slow" and w.what == ""]
+    assert len(steps) == 4, steps  # 2 + 2 + 2 items, then one that ends the stream
+    assert lane.longest[""] < STEP_SECONDS * 1.5
+
+
+async def test_the_longest_step_of_each_kind_is_kept(lane: ComputeLane) -> None:
+    await lane.run(lambda: time.sleep(0.05), key="a", what="stt")
+    await lane.run(lambda: None, key="a", what="stt")
+    await lane.run(lambda: time.sleep(0.02), key="b", what="tts")
+    assert lane.longest["stt"] >= 0.05 and 0.02 <= lane.longest["tts"] < lane.longest["stt"]

@@ -363,6 +363,79 @@ async def test_a_long_context_is_trimmed_by_the_window_not_the_conversation(
     assert "paris" in text_of(outputs).lower()
 
 
+async def test_a_conversation_that_outgrows_the_window_is_cut_in_big_steps(
+    llm: LlamaLLM,
+) -> None:
+    """Cutting one old message per turn would change the prompt's start, and so re-evaluate
+    the whole window, at every turn. A session's conversation that outgrows the window keeps
+    the newest half of the room, and keeps that start while it fits: the next turn evaluates
+    only its new messages, and the start moves again only once the window is full."""
+    from harken.providers.llm.llama import _KEEP
+
+    SESSION.set("long-talk")
+    engine, window = llm._engine, llm._engine.llm.n_ctx() - llm.max_tokens
+    messages = _history(1200)
+    first = await collect(llm, messages)
+    assert "paris" in text_of(first).lower()
+    turn = llm.turns[-1]
+    assert window * _KEEP * 0.8 < turn.prompt_tokens < window * _KEEP * 1.2, turn
+    start = engine.starts["long-talk"][0]
+    messages += [ChatMessage("assistant", text_of(first)), ChatMessage("user", "And of Italy?")]
+    second = await collect(llm, messages)
+    assert "rome" in text_of(second).lower()
+    turn = llm.turns[-1]
+    assert engine.starts["long-talk"][0] == start
+    assert turn.cached_tokens >= turn.prompt_tokens - 40, turn  # only the new messages
+    starts, sizes = [start], []
+    with engine.lock:
+        for i in range(400):  # turns of two messages, fitted without the model
+            messages += [ChatMessage("assistant", f"Noted {i}."), ChatMessage("user", f"{i}?")]
+            kept, tokens, _ = llm._fit(messages, tools.render, llm.max_tokens, "long-talk")
+            starts.append(engine.starts["long-talk"][0])
+            sizes.append(len(tokens))
+            assert len(tokens) <= window and kept[-1] == messages[-1]
+    moves = [i for i in range(1, len(starts)) if starts[i] != starts[i - 1]]
+    assert 2 <= len(moves) <= 10, moves  # the window fills up ~every 100 turns here
+    for i in moves:  # each cut keeps about half the room, then the turns grow it again
+        assert sizes[i - 1] < window * _KEEP * 1.2 < window * 0.9 < sizes[i - 2]
+    await llm.forget("long-talk")
+    assert "long-talk" not in engine.starts
+
+
+async def test_prefill_steps_stay_short_while_other_sessions_share_the_lane(
+    llm: LlamaLLM, model_path: Path, lane: ComputeLane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Alone on the lane, a prompt is evaluated in chunks of ``prefill_chunk``; while another
+    session shares the lane, in chunks that fit STEP_SECONDS at the measured rate (a chunk of
+    32 tokens of the 1.5B takes 0.5-0.65 s on two cores)."""
+    from harken.engines.lane import STEP_SECONDS
+    from harken.providers.llm.llama import MIN_CHUNK, LlamaLLM
+
+    big = LlamaLLM(model_path, lane, prefill_chunk=512)
+    engine = big._engine
+    chunks: list[tuple[int, float]] = []
+    prefill = engine.prefill
+
+    def recording(job: Any, tokens: Any) -> None:
+        if len(tokens) > 1:
+            chunks.append((len(tokens), engine.per_token or 0.0))
+        prefill(job, tokens)
+
+    monkeypatch.setattr(engine, "prefill", recording)
+    monkeypatch.setattr(lane, "crowded", lambda key: False)
+    SESSION.set("alone")
+    await collect(big, user("What is the capital of Spain?", f"Agent five. {FACTS}"))
+    assert chunks[0][0] > 256  # the whole prompt in one step
+    monkeypatch.setattr(lane, "crowded", lambda key: key == "shared")
+    chunks.clear()
+    SESSION.set("shared")
+    answer = await collect(big, user("What is the capital of Spain?", f"Agent six. {FACTS}"))
+    assert "madrid" in text_of(answer).lower()
+    assert len(chunks) > 2 and sum(n for n, _ in chunks) > 256
+    for n, rate in chunks:
+        assert MIN_CHUNK <= n <= max(MIN_CHUNK, STEP_SECONDS / rate) < 512, chunks
+
+
 async def test_a_system_prompt_too_long_for_the_window_fails_cleanly(llm: LlamaLLM) -> None:
     from harken.errors import ProviderError
 

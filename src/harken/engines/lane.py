@@ -13,8 +13,8 @@ token. Between steps the lane picks the next step fairly:
    other conversation, only behind one step of it;
 3. a session over its budget waits behind every other session's steps, of every class: one whose
    lane time in the last ``BUDGET_TAU`` seconds or so (an exponentially decayed sum) is at least
-   ``BUDGET_FLOOR`` and more than ``BUDGET_SHARE`` times the mean of the sessions waiting for
-   the lane. A client that makes its session expensive (a huge injection to speak, a long
+   ``BUDGET_FLOOR`` and more than ``BUDGET_SHARE`` times the mean of the other sessions waiting
+   for the lane. A client that makes its session expensive (a huge injection to speak, a long
    context to prefill) slows itself, not its neighbours; sessions that share the lane evenly
    are never reordered.
 
@@ -55,13 +55,21 @@ BUDGET_TAU = 10.0
 """Seconds over which a session's lane time is remembered (the decay's time constant)."""
 BUDGET_FLOOR = 1.0
 """Decayed lane seconds below which a session is never over budget (a reply of ~20 tokens)."""
-BUDGET_SHARE = 1.5
-"""Over budget: more than this many times the mean decayed use of the sessions waiting."""
+BUDGET_SHARE = 2.0
+"""Over budget: more than this many times the mean decayed use of the other sessions waiting.
+1.5 reordered two ordinary sessions of a test when one had just primed its prompt."""
 ANTICIPATE = 0.03
 """After a step of a session within budget, the lane stays idle this long rather than start a
 step of an over-budget one, when that is all there is: a stream's next step (the next token)
 is queued only after its last one was delivered, and in that gap a 0.3 s step of the heavy
 session would otherwise run before every token of the light one."""
+STEP_SECONDS = 0.2
+"""What a step aims to stay under while other sessions share the lane: a provider that can cut
+its work finer (an LLM's prompt chunk, a boosted stream's burst) does, when :meth:`ComputeLane.\
+crowded` says another session is there to be held up by it."""
+CROWD_SECONDS = 5.0
+"""Another session that ran a step this recently still counts as sharing the lane: its next
+step (the next turn's transcript) would otherwise arrive behind one long step."""
 STALL_SECONDS = 5.0
 """A step running, or the oldest step waiting, this long: the lane is stalled (``/healthz``)."""
 
@@ -122,6 +130,8 @@ class ComputeLane:
         self._running_since: float | None = None  # perf_counter when the running step began
         self.held_back = 0  # steps taken before an over-budget session's queued ones
         self._light: tuple[str, float] | None = None  # the session served last, and when
+        self._last: dict[str, float] = {}  # key -> when its last step ended (recent ones)
+        self.longest: dict[str, float] = {}  # what -> the longest step of that kind, seconds
 
     # ------------------------------------------------------------------ public API
 
@@ -167,8 +177,13 @@ class ComputeLane:
             if iterator is None:
                 iterator = make()
             items: list[Any] = []
+            started = last = time.perf_counter()
             while len(items) < count and (not items or items[-1] is not _END):
                 items.append(next(iterator, _END))
+                now = time.perf_counter()
+                if now - started + (now - last) > STEP_SECONDS:  # the next item would pass it
+                    break
+                last = now
             return items
 
         try:
@@ -229,6 +244,15 @@ class ComputeLane:
             if self._running_since is not None:
                 since.append(self._running_since)
         return max((now - t for t in since), default=0.0)
+
+    def crowded(self, key: str) -> bool:
+        """Whether a session other than ``key`` has a step queued, or ran one in the last
+        ``CROWD_SECONDS``: a step of ``key`` should then stay within ``STEP_SECONDS``."""
+        now = time.perf_counter()
+        with self._cond:
+            if any(k != key for turn in self._turn.values() for k in turn):
+                return True
+            return any(k != key and now - t < CROWD_SECONDS for k, t in self._last.items())
 
     def usage(self, key: str) -> float:
         """``key``'s decayed lane seconds now (its recent share of the lane)."""
@@ -304,20 +328,37 @@ class ComputeLane:
         return used * math.exp(-(now - when) / BUDGET_TAU)
 
     def _over_budget(self, now: float) -> set[str]:
-        """The sessions with queued steps whose recent lane use is over budget (none while
-        only one session has steps queued: there is nobody to go first)."""
+        """The sessions with queued steps whose recent lane use is over budget: more than
+        ``BUDGET_SHARE`` times the mean of the *other* sessions waiting (with the session's own
+        use in that mean, one of two sessions could keep three times the other's share, and
+        one long step of it run before each of the other's tokens). None while
+        only one session has steps queued: there is nobody to go first."""
         waiting = {key for turn in self._turn.values() for key in turn}
         if len(waiting) < 2:
             return set()
         use = {key: self._decayed(key, now) for key in waiting}
-        limit = max(BUDGET_FLOOR, BUDGET_SHARE * sum(use.values()) / len(use))
-        return {key for key, used in use.items() if used > limit}
+        total, others = sum(use.values()), len(use) - 1
+        return {
+            key
+            for key, used in use.items()
+            if used >= BUDGET_FLOOR and used > BUDGET_SHARE * (total - used) / others
+        }
 
     def _charge(self, key: str, seconds: float, now: float) -> None:
         self._use[key] = (self._decayed(key, now) + seconds, now)
         if len(self._use) > 2 * len(self._recent):  # ended sessions: forgotten once decayed
             for old in [k for k in self._use if self._decayed(k, now) < 0.01]:
                 del self._use[old]
+
+    def _ended(self, step: _Step, seconds: float, now: float) -> None:
+        """Note when ``step``'s session last ran (the recent ones only) and its kind's longest."""
+        self._last[step.key] = now
+        if len(self._last) > 64:
+            for old in [k for k, t in self._last.items() if now - t >= CROWD_SECONDS]:
+                del self._last[old]
+        known = step.what in self.longest or len(self.longest) < 256  # kinds: a handful
+        if known and seconds > self.longest.get(step.what, 0.0):
+            self.longest[step.what] = seconds
 
     def _work(self) -> None:
         while True:
@@ -348,6 +389,7 @@ class ComputeLane:
                 self._running_since = None
                 self._light = (step.key, ended)
                 self._charge(step.key, ended - started, ended)
+                self._ended(step, ended - started, ended)
             self.busy_seconds += ended - started
             self.steps_run += 1
             self._recent.append((step.key, step.what))

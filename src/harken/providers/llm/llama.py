@@ -1,9 +1,15 @@
 """Embedded LLM: a Qwen2.5-Coder GGUF on llama.cpp (llama-cpp-python), run on the compute lane.
 
 One model per process: every :class:`LlamaLLM` for the same file shares one loaded
-``llama_cpp.Llama`` (an :class:`_Engine`). All model work runs on the
-:class:`~harken.engines.lane.ComputeLane`: one step per decoded token, and prompts in steps of
-``prefill_chunk`` tokens, so other sessions' speech and transcription interleave with a reply.
+``llama_cpp.Llama`` (an :class:`_Engine`; :mod:`.runtime` has the llama.cpp glue). All model
+work runs on the :class:`~harken.engines.lane.ComputeLane`: one step per decoded token, and
+prompts in steps of ``prefill_chunk`` tokens, or, while other sessions share the lane, of as many
+as fit the lane's ``STEP_SECONDS`` at the measured rate, so other sessions' speech and
+transcription interleave with a reply and never wait long behind a prompt.
+
+**Long conversations.** Only the newest messages that fit the window are kept, and a
+conversation that outgrows it is cut in big steps (to half the room), so the turns after a cut
+continue the cached prompt instead of evaluating the whole window again (:meth:`LlamaLLM._fit`).
 
 **KV cache.** llama.cpp keeps one KV cache; :mod:`harken.providers.llm.kv` knows which
 tokens it holds and for which session, and keeps RAM snapshots of it
@@ -25,17 +31,15 @@ rest of its name is appended without decoding it token by token.
 from __future__ import annotations
 
 import codecs
-import ctypes
 import threading
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
     Callable,
     Iterable,
     Iterator,
-    Mapping,
     Sequence,
 )
 from contextlib import aclosing
@@ -47,17 +51,16 @@ from typing import Final, cast
 import llama_cpp
 import numpy as np
 
-from harken.engines.lane import BACKGROUND, SESSION, ComputeLane
-from harken.errors import ModelError, ProviderError
+from harken.engines.lane import BACKGROUND, SESSION, STEP_SECONDS, ComputeLane
+from harken.errors import ProviderError
 from harken.protocol.settings import FunctionDef
 from harken.providers.base import Capabilities, LLMEndScore, LLMOutput, LLMText, LLMToolCalls
 from harken.providers.llm import kv, tools
+from harken.providers.llm.runtime import LIBRARY_ERRORS, Context, Sampler, load
 from harken.session.effects import ChatMessage, ToolCall
 
 _TRAILING: Final = " \t\n.?!,;:…"  # stripped from the user's text before its end is scored
 _ENDINGS: Final = (("<|im_end|>", True), (".", False), ("?", False), ("!", False))
-_FIX: Final = "check it with `harken models --verify` and re-assemble it with `make install`"
-_LIBRARY_ERRORS: Final = (ValueError, RuntimeError, OSError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,79 +74,46 @@ class TurnStats:
     output_tokens: int
 
 
-def _load(path: Path, n_ctx: int, n_threads: int) -> llama_cpp.Llama:
-    if not path.is_file():
-        raise ModelError(f"the LLM model file {path} is missing; run `make install`")
-    try:
-        return llama_cpp.Llama(
-            str(path), n_ctx=n_ctx, n_threads=n_threads, n_threads_batch=n_threads, verbose=False
-        )
-    except _LIBRARY_ERRORS as exc:
-        raise ModelError(f"llama.cpp cannot load {path} ({exc}); is it corrupt? {_FIX}") from exc
-
-
-class _Context:
-    """llama.cpp's context as :class:`kv.Cache` sees it: sequence 0 of its KV memory."""
-
-    def __init__(self, llm: llama_cpp.Llama) -> None:
-        memory = llama_cpp.llama_get_memory(llm.ctx)
-        assert memory is not None
-        self.llm, self.memory = llm, memory
-
-    def held(self) -> kv.Tokens:
-        return self.llm.input_ids[: self.llm.n_tokens]
-
-    def positions(self) -> tuple[int, int]:
-        first = llama_cpp.llama_memory_seq_pos_min(self.memory, 0)
-        return int(first), int(llama_cpp.llama_memory_seq_pos_max(self.memory, 0))
-
-    def eval(self, tokens: Sequence[int]) -> None:
-        self.llm.eval(tokens)
-
-    def truncate(self, n: int) -> bool:
-        removed = bool(llama_cpp.llama_memory_seq_rm(self.memory, -1, n, -1))
-        self.llm.n_tokens = min(n, self.llm.n_tokens)
-        return removed
-
-    def clear(self) -> None:
-        llama_cpp.llama_memory_clear(self.memory, False)  # metadata: cells are free
-        self.llm.n_tokens = 0
-
-    def save(self, budget: int) -> tuple[object, int] | None:
-        ctx = self.llm.ctx
-        size = llama_cpp.llama_state_seq_get_size(ctx, 0)
-        if size > budget:
-            return None
-        data = (ctypes.c_uint8 * size)()
-        if llama_cpp.llama_state_seq_get_data(ctx, data, size, 0) == 0:
-            return None
-        return data, size
-
-    def load(self, state: object, tokens: kv.Tokens) -> bool:
-        self.clear()
-        data = cast(ctypes.Array[ctypes.c_uint8], state)
-        if llama_cpp.llama_state_seq_set_data(self.llm.ctx, data, ctypes.sizeof(data), 0) == 0:
-            return False
-        self.llm.input_ids[: len(tokens)] = tokens
-        self.llm.n_tokens = len(tokens)
-        return True
-
-
 class _Engine:
     """A loaded model and its KV cache (:class:`kv.Cache`). Lane thread only, under ``lock``."""
 
     def __init__(self, path: Path, n_ctx: int, n_threads: int, cache_bytes: int) -> None:
-        self.llm = llm = _load(path, n_ctx, n_threads)
+        self.llm = llm = load(path, n_ctx, n_threads)
         self.lock = threading.Lock()  # two lanes sharing a model would still take turns
         vocab = llama_cpp.llama_model_get_vocab(llm.model)
         assert vocab is not None
-        self.vocab, self.cache = vocab, kv.Cache(_Context(llm), cache_bytes)
+        self.vocab, self.cache = vocab, kv.Cache(Context(llm), cache_bytes)
         is_eog, is_control = llama_cpp.llama_vocab_is_eog, llama_cpp.llama_vocab_is_control
         stop = [t for t in range(llm.n_vocab()) if is_eog(vocab, t) or is_control(vocab, t)]
         self.stop = frozenset(stop)
         self.never = dict.fromkeys(stop, float("-inf"))  # logit bias: no empty answer
         endings = [self.tokenize([piece]) for piece in _ENDINGS]
         self.endings = [ids[0] for ids in endings if len(ids) == 1]  # what ends a message
+        self.per_token: float | None = None  # prefill seconds per token, measured
+        self.starts: OrderedDict[str, tuple[int, ChatMessage]] = OrderedDict()  # see _fit
+
+    def remember(self, slot: str, start: int, first: ChatMessage) -> None:
+        """Where ``slot``'s kept messages begin now (the most recent 4,096 slots)."""
+        self.starts[slot] = (start, first)
+        self.starts.move_to_end(slot)
+        while len(self.starts) > 4096:
+            self.starts.popitem(last=False)
+
+    def forget(self, session: str) -> None:
+        """Drop what the engine keeps of ``session``: its KV cache slots and its starts."""
+        self.cache.forget(session)
+        for slot in [s for s in self.starts if s == session or s.startswith(f"{session}/")]:
+            del self.starts[slot]
+
+    def prefill(self, job: kv.Job, tokens: Sequence[int]) -> None:
+        """Evaluate prompt ``tokens`` for ``job`` (see :meth:`kv.Cache.eval`), measuring the
+        seconds per token of chunks of at least ``MIN_CHUNK``."""
+        started = time.perf_counter()
+        self.cache.eval(job, tokens)
+        if len(tokens) >= MIN_CHUNK:
+            took = (time.perf_counter() - started) / len(tokens)
+            rate = self.per_token
+            self.per_token = took if rate is None else rate + _RATE_WEIGHT * (took - rate)
 
     def end_probability(self) -> float:
         """P(the message ends here) after the last evaluated token: the softmax mass of
@@ -187,6 +157,15 @@ def _primed(messages: Sequence[ChatMessage], functions: Sequence[FunctionDef]) -
     return tools.render(messages, functions, reply=False) + _NEXT
 
 
+_KEEP: Final = 0.5
+"""Of the room in the window, what a conversation that outgrew it keeps when it is cut."""
+
+MIN_CHUNK: Final = 4
+"""The fewest prompt tokens a step evaluates (a step of 1-2 costs nearly as much as one of 4)."""
+
+_RATE_WEIGHT: Final = 0.3
+"""Weight of the newest step in the running measure of prefill seconds per token."""
+
 _ENGINES: dict[tuple[Path, int, int], _Engine] = {}
 _ENGINES_LOCK = threading.Lock()
 
@@ -214,48 +193,6 @@ def _engine(path: Path, n_ctx: int, n_threads: int, cache_bytes: int) -> _Engine
         return _ENGINES[key]
 
 
-class _Sampler:
-    """A llama.cpp sampler chain: logit biases, a grammar, then greedy or temperature."""
-
-    def __init__(
-        self,
-        engine: _Engine,
-        temperature: float | None = None,
-        *,
-        grammar: str = "",
-        bias: Mapping[int, float] | None = None,
-    ) -> None:
-        params = llama_cpp.llama_sampler_chain_default_params()
-        self.chain: llama_cpp.llama_sampler_p | None = llama_cpp.llama_sampler_chain_init(params)
-        add = partial(llama_cpp.llama_sampler_chain_add, self.chain)
-        if bias:
-            items = [llama_cpp.llama_logit_bias(t, b) for t, b in sorted(bias.items())]
-            array = (llama_cpp.llama_logit_bias * len(items))(*items)
-            add(llama_cpp.llama_sampler_init_logit_bias(engine.llm.n_vocab(), len(items), array))
-        if grammar:
-            rules = llama_cpp.llama_sampler_init_grammar(engine.vocab, grammar.encode(), b"root")
-            if not rules:
-                self.close()
-                raise ProviderError("llama.cpp rejected the tool-choice grammar")
-            add(rules)
-        if grammar or temperature is None or temperature <= 0:
-            add(llama_cpp.llama_sampler_init_greedy())
-        else:
-            add(llama_cpp.llama_sampler_init_top_k(40))
-            add(llama_cpp.llama_sampler_init_top_p(0.95, 1))
-            add(llama_cpp.llama_sampler_init_temp(temperature))
-            add(llama_cpp.llama_sampler_init_dist(llama_cpp.LLAMA_DEFAULT_SEED))
-
-    def sample(self, engine: _Engine) -> int:
-        assert self.chain is not None
-        return int(llama_cpp.llama_sampler_sample(self.chain, engine.llm.ctx, -1))
-
-    def close(self) -> None:
-        if self.chain is not None:
-            llama_cpp.llama_sampler_free(self.chain)
-            self.chain = None
-
-
 class _Turn:
     """One reply in the making: the slot and tokens of its current phase, and its state."""
 
@@ -276,7 +213,7 @@ class _Turn:
         self.tokens: list[int] = []
         self.stats: tuple[int, int] | None = None  # first prompt's (size, cached)
         self.choice: tools.Choice | None = None
-        self.sampler: _Sampler | None = None
+        self.sampler: Sampler | None = None
         self.decoder = codecs.getincrementaldecoder("utf-8")(errors="ignore")
         self.spoke = False
 
@@ -318,7 +255,7 @@ class LlamaLLM:
             async with aclosing(steps):
                 async for _ in steps:
                     pass
-        except _LIBRARY_ERRORS as exc:
+        except LIBRARY_ERRORS as exc:
             raise ProviderError(f"llama.cpp failed to prime the prompt: {exc}") from exc
 
     async def forget(self, session: str) -> None:
@@ -326,7 +263,7 @@ class LlamaLLM:
 
         def drop() -> None:
             with self._engine.lock:
-                self._engine.cache.forget(session)
+                self._engine.forget(session)
 
         await self._lane.run(drop, key=session, what="forget")
 
@@ -348,7 +285,7 @@ class LlamaLLM:
                     if output is not None:
                         first = time.perf_counter() - started if first is None else first
                         yield output
-        except _LIBRARY_ERRORS as exc:
+        except LIBRARY_ERRORS as exc:
             raise ProviderError(f"llama.cpp failed: {exc}", retryable=True) from exc
         finally:
             size, cached = job.stats or (0, 0)
@@ -367,7 +304,7 @@ class LlamaLLM:
             job, cache = kv.Job(session, slot), engine.cache
             with engine.lock:
                 render = partial(_primed, functions=offered)
-                _, tokens, job.shared = self._fit(messages, render, self.max_tokens)
+                _, tokens, job.shared = self._fit(messages, render, self.max_tokens, slot)
                 if len(tokens) + 16 > engine.llm.n_ctx():
                     return  # nothing fits to prime: the turn will say so
                 done = cache.adopt(job, tokens)
@@ -375,7 +312,7 @@ class LlamaLLM:
                 while not done:
                     with engine.lock:
                         have = cache.claim(job, tokens, logits=False)
-                        cache.eval(job, tokens[have : have + self.prefill_chunk])
+                        engine.prefill(job, tokens[have : have + self._chunk(session)])
                         done = engine.llm.n_tokens == len(tokens)
                         if done:
                             cache.save(slot)
@@ -404,19 +341,21 @@ class LlamaLLM:
         """Start the tool choice (with ``functions``) or the answer: prompt, slot, sampler."""
         engine = self._engine
         pieces = partial(tools.render, functions=functions)
-        messages, job.tokens, job.kv.shared = self._fit(job.messages, pieces, self.max_tokens)
+        slot = f"{job.session}/tools" if functions else job.session
+        messages, job.tokens, job.kv.shared = self._fit(job.messages, pieces, self.max_tokens, slot)
         if len(job.tokens) + 16 > engine.llm.n_ctx():
             raise ProviderError("the conversation does not fit the model's context", retryable=True)
         engine.cache.release(job.kv)
         job.prompt, job.decoded = len(job.tokens), 0
         if job.sampler is not None:
             job.sampler.close()
+        job.kv.slot = slot
         if functions:
-            job.kv.slot, job.choice = f"{job.session}/tools", tools.Choice(functions)
-            job.sampler = _Sampler(engine, grammar=tools.grammar(functions))
+            job.choice = tools.Choice(functions)
+            job.sampler = Sampler(engine, grammar=tools.grammar(functions))
         else:
-            job.kv.slot, job.choice = job.session, None
-            job.sampler = _Sampler(engine, job.temperature, bias=engine.never)
+            job.choice = None
+            job.sampler = Sampler(engine, job.temperature, bias=engine.never)
         if job.end_score:
             job.end_score, job.cut = False, self._cut(job, messages, functions) or -1
 
@@ -425,6 +364,7 @@ class LlamaLLM:
         messages: Sequence[ChatMessage],
         pieces: Callable[[Sequence[ChatMessage]], list[tools.Piece]],
         reserve: int,
+        slot: str = "",
     ) -> tuple[list[ChatMessage], list[int], tuple[int, ...]]:
         """The newest messages whose prompt (``pieces`` of them) leaves ``reserve`` tokens of the
         window free, the system message and the last message always kept; with their tokens and
@@ -433,7 +373,13 @@ class LlamaLLM:
         Bounded by the window, not by the conversation: a prompt whose UTF-8 bytes fit (a token
         is at least one byte) is tokenized once; else messages are sized from the newest back
         until the window is full, and the prompt of those is rendered (rarely a few times, when
-        the per-message sizes were short) to check it. Older messages are never tokenized."""
+        the per-message sizes were short) to check it. Older messages are never tokenized.
+
+        With a ``slot``, a conversation that outgrows the window is cut in big steps, not one
+        message per turn (which would change the prompt's start, and so re-evaluate all of it,
+        at every turn): the messages kept begin where they began last time while that still
+        fits, else at the newest that fill ``_KEEP`` of the room, as llama.cpp's context shift
+        does. The turns after a cut then continue the cached prompt."""
         engine, kept = self._engine, list(messages)
         limit = engine.llm.n_ctx() - reserve
         rendered = pieces(kept)
@@ -442,21 +388,44 @@ class LlamaLLM:
             return kept, tokens, marks
         head = 1 if kept and kept[0].role == "system" else 0
         body = kept[head:]
-        room = limit - len(engine.render(pieces(kept[:head]))[0])
-        start = len(body) - 1  # the last message is always kept
-        used = self._size(body[start]) if body else 0
-        while start > 0:
-            used += self._size(body[start - 1])
-            if used > room:
-                break
-            start -= 1
+        start, half = self._starts(body, limit - len(engine.render(pieces(kept[:head]))[0]))
+        if slot:
+            last = engine.starts.get(slot)
+            steady = last is not None and start <= last[0] < len(body) and body[last[0]] == last[1]
+            start = last[0] if last is not None and steady else half
         for _ in range(_FIT_TRIES):
             kept = [*messages[:head], *body[start:]]
             tokens, marks = engine.render(pieces(kept))
             if len(tokens) <= limit or start >= len(body) - 1:
                 break
             start = min(start + max(1, (len(body) - start) // 8), len(body) - 1)
+        if slot and body:
+            engine.remember(slot, start, body[start])
         return kept, tokens, marks
+
+    def _starts(self, body: Sequence[ChatMessage], room: int) -> tuple[int, int]:
+        """Where the newest messages of ``body`` that fit ``room`` tokens begin, and where those
+        that fit ``_KEEP`` of it begin (the last message always counts as fitting)."""
+        start = half = len(body) - 1
+        used = self._size(body[start]) if body else 0
+        while start > 0:
+            used += self._size(body[start - 1])
+            if used > room:
+                break
+            start -= 1
+            if used <= room * _KEEP:
+                half = start
+        return start, half
+
+    def _chunk(self, session: str) -> int:
+        """Prompt tokens for one step: ``prefill_chunk``; while other sessions share the lane,
+        as many as fit ``STEP_SECONDS`` at the measured rate (at least ``MIN_CHUNK``): on two
+        cores 32 tokens of the 1.5B take 0.5 s at the start of the window and 0.65 s near
+        its end."""
+        rate = self._engine.per_token
+        if rate is None or not self._lane.crowded(session):
+            return self.prefill_chunk
+        return max(MIN_CHUNK, min(self.prefill_chunk, int(STEP_SECONDS / rate)))
 
     def _size(self, message: ChatMessage) -> int:
         """About the tokens ``message`` takes in a prompt (its text, calls and markup)."""
@@ -494,7 +463,7 @@ class LlamaLLM:
             return LLMEndScore(None), False
         have = engine.cache.claim(job.kv, job.tokens)
         job.stats = job.stats or (len(job.tokens), have)
-        engine.cache.eval(job.kv, job.tokens[have : have + self.prefill_chunk])
+        engine.prefill(job.kv, job.tokens[have : have + self._chunk(job.session)])
         if engine.llm.n_tokens < len(job.tokens):
             return None, False
         if engine.llm.n_tokens >= engine.llm.n_ctx() - 1:
@@ -508,7 +477,7 @@ class LlamaLLM:
         engine, cut = self._engine, job.cut
         have = engine.cache.claim(job.kv, job.tokens[:cut])
         job.stats = job.stats or (len(job.tokens), have)
-        engine.cache.eval(job.kv, job.tokens[have : min(have + self.prefill_chunk, cut)])
+        engine.prefill(job.kv, job.tokens[have : min(have + self._chunk(job.session), cut)])
         if engine.llm.n_tokens < cut:
             return None, False
         job.cut = 0
@@ -527,7 +496,7 @@ class LlamaLLM:
             job.tokens += engine.tokenize([(rest, False)])
             choice.text += rest
             sampler.close()
-            job.sampler = _Sampler(engine, grammar=tools.grammar(job.functions, tool))
+            job.sampler = Sampler(engine, grammar=tools.grammar(job.functions, tool))
         result = choice.result()
         if isinstance(result, ToolCall):
             return LLMToolCalls((result,)), True
@@ -545,7 +514,7 @@ class LlamaLLM:
         job.decoded += 1
         if job.decoded == 1 and job.sampler is not None:  # the first token was not the end
             job.sampler.close()
-            job.sampler = _Sampler(engine, job.temperature)
+            job.sampler = Sampler(engine, job.temperature)
         text = job.decoder.decode(engine.llm.detokenize([token]))
         if not job.spoke:
             text = text.lstrip()
