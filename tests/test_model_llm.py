@@ -437,12 +437,13 @@ async def test_prefill_steps_stay_short_while_other_sessions_share_the_lane(
 
 
 async def test_a_system_prompt_too_long_for_the_window_fails_cleanly(llm: LlamaLLM) -> None:
-    from harken.errors import ProviderError
+    from harken.errors import ContextTooLong
 
     huge = system("You are helpful. " * 3000)  # ~12,000 tokens
-    with pytest.raises(ProviderError, match="does not fit"):
+    with pytest.raises(ContextTooLong, match="does not fit"):
         await collect(llm, [huge, ChatMessage("user", "hi")])
-    await llm.prime([huge])  # priming skips what cannot fit
+    with pytest.raises(ContextTooLong, match="of the 4096-token window"):
+        await llm.prime([huge])  # priming evaluates nothing and says why (the server warns)
     answer = await collect(llm, user("What is the capital of France?"))
     assert "paris" in text_of(answer).lower()
 

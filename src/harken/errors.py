@@ -55,6 +55,10 @@ class ModelError(ProviderError):
     """A model is missing, corrupt (sha256 mismatch) or cannot be loaded."""
 
 
+class ContextTooLong(ProviderError):
+    """The prompt does not fit the model's context window: every reply would fail."""
+
+
 class DeepgramApiError(HarkenError):
     """Raised by the SDK for API-level failures (bad credentials, invalid options, ...)."""
 

@@ -32,9 +32,9 @@ import httpx
 import numpy as np
 
 from harken.engines.lane import BOOST
-from harken.errors import ProviderError
+from harken.errors import ContextTooLong, ProviderError
 from harken.protocol import audio
-from harken.protocol.codes import SPEAK_REQUEST_FAILED, THINK_REQUEST_FAILED
+from harken.protocol.codes import PROMPT_TOO_LONG, SPEAK_REQUEST_FAILED, THINK_REQUEST_FAILED
 from harken.protocol.settings import AudioOutput, Provider, SpeakConfig, ThinkConfig
 from harken.providers.base import SPECULATIVE, Int16Array, LLMEndScore, LLMText
 from harken.providers.registry import Registry
@@ -277,7 +277,10 @@ class Runner:
     async def _prime(self, job: PrimeJob, emit: Emit) -> None:
         if job.think:
             config = job.think[0]  # the system prompt and the tool list, so turn 1 is warm
-            await self.registry.llm(config).prime(job.messages, config.functions)
+            try:
+                await self.registry.llm(config).prime(job.messages, config.functions)
+            except ContextTooLong as exc:  # told now, not only as each turn's Error
+                await emit(JobWarning(job.job_id, PROMPT_TOO_LONG, str(exc)))
         await emit(JobDone(job.job_id))
 
     async def _function(self, job: FunctionJob, emit: Emit) -> None:

@@ -52,7 +52,7 @@ import llama_cpp
 import numpy as np
 
 from harken.engines.lane import BACKGROUND, SESSION, STEP_SECONDS, ComputeLane
-from harken.errors import ProviderError
+from harken.errors import ContextTooLong, ProviderError
 from harken.protocol.settings import FunctionDef
 from harken.providers.base import Capabilities, LLMEndScore, LLMOutput, LLMText, LLMToolCalls
 from harken.providers.llm import kv, tools
@@ -150,6 +150,13 @@ _MARKUP_TOKENS: Final = 5
 _FIT_TRIES: Final = 4
 """Renders of a trimmed prompt that may still be too long (the sizes are per message, and the
 tokenizer merges differently across messages) before the step gives up trimming further."""
+
+
+def _too_long(tokens: int, window: int) -> str:
+    return (
+        f"the conversation does not fit the model's context: its prompt alone is {tokens} "
+        f"tokens of the {window}-token window; shorten the prompt (think.prompt)"
+    )
 
 
 def _primed(messages: Sequence[ChatMessage], functions: Sequence[FunctionDef]) -> list[tools.Piece]:
@@ -306,7 +313,7 @@ class LlamaLLM:
                 render = partial(_primed, functions=offered)
                 _, tokens, job.shared = self._fit(messages, render, self.max_tokens, slot)
                 if len(tokens) + 16 > engine.llm.n_ctx():
-                    return  # nothing fits to prime: the turn will say so
+                    raise ContextTooLong(_too_long(len(tokens), engine.llm.n_ctx()))
                 done = cache.adopt(job, tokens)
             try:
                 while not done:
@@ -344,7 +351,7 @@ class LlamaLLM:
         slot = f"{job.session}/tools" if functions else job.session
         messages, job.tokens, job.kv.shared = self._fit(job.messages, pieces, self.max_tokens, slot)
         if len(job.tokens) + 16 > engine.llm.n_ctx():
-            raise ProviderError("the conversation does not fit the model's context", retryable=True)
+            raise ContextTooLong(_too_long(len(job.tokens), engine.llm.n_ctx()), retryable=True)
         engine.cache.release(job.kv)
         job.prompt, job.decoded = len(job.tokens), 0
         if job.sampler is not None:
