@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -97,3 +98,13 @@ def test_sigterm_drains_a_reply_and_a_second_signal_stops_at_once(child: Process
     assert error["code"] == "SERVER_GOING_AWAY" and code == 1001
     assert child.proc.wait(10) == 0
     assert time.monotonic() - started < 4
+
+
+def test_what_start_up_made_is_frozen_out_of_the_collectors_sight(child: Process) -> None:
+    """`harken serve` freezes the objects of start-up (gc.freeze), so a full collection under
+    load scans only the sessions' objects; /metrics shows how many were frozen."""
+    url = f"http://127.0.0.1:{child.port}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        metrics = response.read().decode()
+    frozen = re.search(r"^harken_gc_frozen_objects (\S+)$", metrics, re.M)
+    assert frozen is not None and float(frozen.group(1)) > 10_000, frozen
