@@ -73,6 +73,9 @@ class FakeSession:
     def receive_audio(self, data: bytes, now: float) -> None:
         self.queued.append(SendAudio(data))
 
+    def receive_heard(self, data: bytes, frames: object, now: float) -> None:
+        self.receive_audio(data, now)
+
     def tick(self, now: float) -> None:
         self.ticks.append(now)
 

@@ -57,6 +57,22 @@ def test_frames_before_settings_are_ignored() -> None:
     assert speech(s) == []
 
 
+def test_audio_and_its_vad_frames_in_one_input_are_the_same_as_one_by_one() -> None:
+    """The pump's hot path hands a client frame and the VAD frames it completed in one call
+    (receive_heard); that is receive_audio, then receive_speech of each frame."""
+    one_by_one, together = ready(), ready()
+    heard = [(0.9, FRAME)] * 3
+    for _ in range(4):
+        one_by_one.now = together.now = one_by_one.now + FRAME_SECONDS
+        one_by_one.session.receive_audio(FRAME, one_by_one.now)
+        for p, frame in heard:
+            one_by_one.session.receive_speech(p, frame, one_by_one.now)
+        together.session.receive_heard(FRAME, heard, together.now)
+        assert types(one_by_one.drain()) == types(together.drain())
+    assert together.session.turns.turn is Turn.USER_SPEAKING
+    assert together.session.audio_bytes_in == one_by_one.session.audio_bytes_in == 4 * len(FRAME)
+
+
 def test_onset_needs_three_loud_frames() -> None:
     s = ready()
     assert frames(s, 2, 0.9) == []

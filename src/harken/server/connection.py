@@ -383,10 +383,10 @@ class Pump:
                     self._call(session.receive_text, data)
                     if not self._format_known and session.settings is not None:
                         self._declared_format(now)
-                elif isinstance(data, bytes):
-                    self._call(session.receive_audio, data, throttle=True)
-                    if self._ears is not None:
-                        self._hear(data)
+                elif isinstance(data, bytes):  # one call per frame: audio and what VAD heard
+                    heard = () if self._ears is None else self._hear(data)
+                    if heard is not None:
+                        self._call(session.receive_heard, data, heard, throttle=True)
                 metrics.frame_seconds.observe(loop.time() - now)
         except ConnectionClosed:
             self._connection_lost()
@@ -394,15 +394,15 @@ class Pump:
             log.exception("receiver of session %s failed", self.label)
             self.stop(codes.INTERNAL_SERVER_ERROR, INTERNAL)
 
-    def _hear(self, data: bytes) -> None:
+    def _hear(self, data: bytes) -> list[tuple[float, bytes]] | None:
+        """The VAD frames ``data`` completes; None (and the session stopped) if it does not
+        decode in the declared format."""
         assert self._ears is not None
         try:
-            frames = self._ears.feed(data)
-        except ValueError as exc:  # audio that does not decode in the declared format
+            return self._ears.feed(data)
+        except ValueError as exc:
             self.stop(codes.USER_AUDIO_FORMAT, f"Could not decode the audio: {exc}")
-            return
-        for probability, frame in frames:
-            self._call(self.session.receive_speech, probability, frame, throttle=True)
+            return None
 
     def _declared_format(self, now: float) -> None:
         assert self.session.settings is not None

@@ -8,6 +8,7 @@ call :meth:`Session.tick`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -151,6 +152,13 @@ class Session:
                     "is text-only and ignores audio. Add a listen provider to talk to it.",
                 )
             )
+
+    def receive_heard(self, data: bytes, frames: Sequence[tuple[float, bytes]], now: float) -> None:
+        """:meth:`receive_audio` of ``data``, then :meth:`receive_speech` of each of the
+        ``frames`` the pump's VAD made of it: one input per client frame on the hot path."""
+        self.receive_audio(data, now)
+        for probability, frame in frames:
+            self.receive_speech(probability, frame, now)
 
     def receive_speech(self, probability: float, frame: bytes, now: float) -> None:
         """One 32 ms frame of the user's audio (16 kHz int16) and its VAD speech probability.
