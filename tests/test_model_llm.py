@@ -433,7 +433,8 @@ async def test_prefill_steps_stay_short_while_other_sessions_share_the_lane(
     assert "madrid" in text_of(answer).lower()
     assert len(chunks) > 2 and sum(n for n, _ in chunks) > 256
     for n, rate in chunks:
-        assert MIN_CHUNK <= n <= max(MIN_CHUNK, STEP_SECONDS / rate) < 512, chunks
+        assert n <= max(MIN_CHUNK, STEP_SECONDS / rate) < 512, chunks
+    assert all(n >= MIN_CHUNK for n, _ in chunks[:-1]), chunks  # the prompt's tail may be less
 
 
 async def test_a_system_prompt_too_long_for_the_window_fails_cleanly(llm: LlamaLLM) -> None:

@@ -131,6 +131,7 @@ class ComputeLane:
         self.held_back = 0  # steps taken before an over-budget session's queued ones
         self._light: tuple[str, float] | None = None  # the session served last, and when
         self._last: dict[str, float] = {}  # key -> when its last step ended (recent ones)
+        self._pruned = 0.0  # when _last was last pruned
         self.longest: dict[str, float] = {}  # what -> the longest step of that kind, seconds
 
     # ------------------------------------------------------------------ public API
@@ -353,7 +354,8 @@ class ComputeLane:
     def _ended(self, step: _Step, seconds: float, now: float) -> None:
         """Note when ``step``'s session last ran (the recent ones only) and its kind's longest."""
         self._last[step.key] = now
-        if len(self._last) > 64:
+        if len(self._last) > 64 and now - self._pruned > 1.0:  # at most once a second
+            self._pruned = now
             for old in [k for k, t in self._last.items() if now - t >= CROWD_SECONDS]:
                 del self._last[old]
         known = step.what in self.longest or len(self.longest) < 256  # kinds: a handful

@@ -430,7 +430,7 @@ class LlamaLLM:
         cores 32 tokens of the 1.5B take 0.5 s at the start of the window and 0.65 s near
         its end."""
         rate = self._engine.per_token
-        if rate is None or not self._lane.crowded(session):
+        if not rate or not self._lane.crowded(session):  # unmeasured (None or 0): no bound
             return self.prefill_chunk
         return max(MIN_CHUNK, min(self.prefill_chunk, int(STEP_SECONDS / rate)))
 
