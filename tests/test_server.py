@@ -12,11 +12,12 @@ import uuid
 from typing import Any
 
 import pytest
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from conftest import (
     EA,
     GA,
+    SETTINGS,
     LogWatch,
     ServerThread,
     closing_error,
@@ -432,3 +433,49 @@ async def test_turn_detection_auto_follows_what_the_stack_can_do() -> None:
     assert not semantic(registry, "silence")
     registry.engines.turn = None
     assert not semantic(registry)
+
+
+def test_audio_frames_go_straight_to_the_session_in_their_order(
+    make_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A binary frame that arrives while the receiver waits with nothing queued goes to the
+    session from the connection's protocol callback (no queue, no task wake-up: the capacity
+    hot path), and still in the order the client sent it: a text-only agent's first frame
+    gets AUDIO_IGNORED before the UpdatePrompt sent after it is answered."""
+    from harken.server.connection import Pump
+
+    handled: list[bool] = []
+    direct = Pump._audio
+
+    def counting(self: Pump, data: bytes) -> bool:
+        handled.append(direct(self, data))
+        return handled[-1]
+
+    monkeypatch.setattr(Pump, "_audio", counting)
+    server = make_server()
+    settings = json.loads(json.dumps(SETTINGS))
+    del settings["agent"]["listen"]  # text-only: audio gets one Warning
+    ws = start_session(server, settings=settings)
+    for _ in range(20):
+        ws.send(b"\x00\x01" * 320)
+        time.sleep(0.005)
+    ws.send(json.dumps({"type": "UpdatePrompt", "prompt": "Be brief."}))
+    kinds = [(m["type"], m.get("code")) for m in recv_until(ws, "PromptUpdated")]
+    assert kinds == [("Warning", "AUDIO_IGNORED"), ("PromptUpdated", None)], kinds
+    assert sum(handled) >= 10, handled  # most frames went straight to the session
+    ws.close()
+
+
+def test_a_limit_tripped_on_the_direct_path_ends_the_session(make_server: Any) -> None:
+    """An audio frame over the frame limit, taken on the direct path, stops the session with
+    its Error and reads nothing more, as the receiver does."""
+    server = make_server(max_frame_bytes=4096)
+    ws = start_session(server)
+    ws.send(b"\x00\x01" * 320)
+    time.sleep(0.1)
+    ws.send(b"\x00" * 8192)
+    error = recv_until(ws, "Error")[-1]
+    assert error["code"] == "MESSAGE_TOO_LARGE", error
+    with pytest.raises(ConnectionClosed):
+        for _ in range(50):
+            ws.recv(timeout=2)

@@ -38,7 +38,7 @@ from harken.server.ears import Ears
 from harken.server.limits import FrameLimits, Violation
 from harken.server.metrics import Metrics
 from harken.server.runner import Runner
-from harken.server.transport import INVALID_UTF8, BadFrame
+from harken.server.transport import INVALID_UTF8, BadFrame, HarkenConnection
 from harken.session.effects import (
     CancelJob,
     CloseConnection,
@@ -116,6 +116,7 @@ class Pump:
         self._format_known = False
         self._ears: Ears | None = None  # VAD over the client's audio, once Settings are known
         self._broken = False  # the session raised and could not even fail cleanly
+        self._receiver: asyncio.Task[None] | None = None
         self.going = False  # told SERVER_GOING_AWAY (drain or shutdown)
         self.carrier = False  # a phone call (a carrier's stream): a drain waits for its end
         self.resumable = False  # a dropped socket suspends the session instead of ending it
@@ -181,7 +182,7 @@ class Pump:
         SESSION.set(self.session.request_id)  # model work of this connection queues fairly
         async with asyncio.TaskGroup() as tg:
             self._tg = tg
-            receiver = tg.create_task(self._receive())
+            receiver = self._receiver = tg.create_task(self._receive())
             if self.session.settings is not None:  # resumed: the client sends no Settings
                 self._declared_format(self._loop.time())
             self._pending.extend(self.session.effects())  # Welcome
@@ -367,32 +368,61 @@ class Pump:
     # ---------------------------------------------------------------- receiver
 
     async def _receive(self) -> None:
-        """Feed client frames to the session until the connection closes or a limit trips."""
-        session, metrics, loop = self.session, self._metrics, self._loop
+        """Feed client frames to the session until the connection closes or a limit trips.
+
+        Audio frames may skip this task: the connection hands them to :meth:`_audio` from its
+        protocol callback while this task waits with nothing queued ahead of them."""
+        direct = self.ws if isinstance(self.ws, HarkenConnection) else None
+        if direct is not None:
+            direct.on_binary = self._audio
         try:
             while True:
                 if not self._room.is_set():
                     await self._room.wait()
-                data = await self.ws.recv_frame()
-                now = loop.time()
-                violation = self._check(data, now)
-                if violation is not None:
-                    self.stop(violation.code, violation.description)
+                if not self._handle(await self.ws.recv_frame()):
                     return
-                if isinstance(data, str):
-                    self._call(session.receive_text, data)
-                    if not self._format_known and session.settings is not None:
-                        self._declared_format(now)
-                elif isinstance(data, bytes):  # one call per frame: audio and what VAD heard
-                    heard = () if self._ears is None else self._hear(data)
-                    if heard is not None:
-                        self._call(session.receive_heard, data, heard, throttle=True)
-                metrics.frame_seconds.observe(loop.time() - now)
         except ConnectionClosed:
             self._connection_lost()
         except Exception:
             log.exception("receiver of session %s failed", self.label)
             self.stop(codes.INTERNAL_SERVER_ERROR, INTERNAL)
+        finally:
+            if direct is not None:
+                direct.on_binary = None
+
+    def _audio(self, data: bytes) -> bool:
+        """A binary message straight from the connection: handled (True), or declined while
+        the effects queue is full (the receiver then takes it, after waiting for room)."""
+        if not self._room.is_set():
+            return False
+        try:
+            going = self._handle(data)
+        except Exception:
+            log.exception("receiver of session %s failed", self.label)
+            self.stop(codes.INTERNAL_SERVER_ERROR, INTERNAL)
+            going = False
+        if not going and self._receiver is not None:  # a limit tripped: read nothing more
+            self._receiver.cancel()  # (its finally takes this path away)
+        return True
+
+    def _handle(self, data: str | bytes | BadFrame) -> bool:
+        """One client frame; False once a limit tripped (the session is stopped)."""
+        session, loop = self.session, self._loop
+        now = loop.time()
+        violation = self._check(data, now)
+        if violation is not None:
+            self.stop(violation.code, violation.description)
+            return False
+        if isinstance(data, str):
+            self._call(session.receive_text, data)
+            if not self._format_known and session.settings is not None:
+                self._declared_format(now)
+        elif isinstance(data, bytes):  # one call per frame: audio and what VAD heard
+            heard = () if self._ears is None else self._hear(data)
+            if heard is not None:
+                self._call(session.receive_heard, data, heard, throttle=True)
+        self._metrics.frame_seconds.observe(loop.time() - now)
+        return True
 
     def _hear(self, data: bytes) -> list[tuple[float, bytes]] | None:
         """The VAD frames ``data`` completes; None (and the session stopped) if it does not
