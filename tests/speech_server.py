@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import soxr
 import uvicorn
+from piper.config import SynthesisConfig
 from piper.voice import PiperVoice
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -51,6 +52,12 @@ def wav_stream_header(rate: int) -> bytes:
         + fmt
         + (b"data" + struct.pack("<I", unknown))
     )
+
+
+STEADY = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+"""Piper samples noise into every synthesis, so the same text sounded different each run and a
+transcription of it now and then misheard a word ("in Paris" as "impairs"); the tests check
+what is heard, so this server speaks without the noise: the same audio every run."""
 
 
 class Speech:
@@ -102,7 +109,7 @@ class Speech:
                 yield tail.astype("<i2").tobytes()
 
     def _chunks(self, text: str) -> Iterator[np.ndarray[Any, np.dtype[np.int16]]]:
-        for chunk in self.voice.synthesize(text):  # one sentence at a time
+        for chunk in self.voice.synthesize(text, STEADY):  # one sentence at a time
             yield np.frombuffer(chunk.audio_int16_bytes, dtype=np.int16)
 
 
