@@ -234,9 +234,13 @@ async def test_piper_round_trip_wer(piper: PiperTTS, transcribe: Transcribe) -> 
 
 
 async def test_espeak_round_trip_wer(espeak: EspeakTTS, transcribe: Transcribe) -> None:
-    # MODELS.md measured 9.3 % on its six sentences; espeak-ng is robotic, the bound is honest.
-    # espeak-ng is deterministic: one pass.
-    assert await _round_trip(espeak, transcribe) <= 0.15
+    # espeak-ng is robotic, and not the same twice: its pitch flutter runs on from one call to
+    # the next (a static counter in its wave generator), so the same text sounds a little
+    # different after other speech. Over 40 consecutive passes of the six sentences: 1-15 errors
+    # in 76 words, mean 13.2 %, sd 5.1 %, worst 19.7 % (the first pass of a fresh process: 3.9 %).
+    # The corpus of five passes (380 words) stays under 20 % by about 3 sd; broken audio (wrong
+    # rate, clipped, garbled) is heard at over 50 %.
+    assert await _round_trip(espeak, transcribe, passes=5) <= 0.20
 
 
 # ------------------------------------------------------------------------------- streaming
