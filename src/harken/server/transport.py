@@ -13,6 +13,17 @@ wake-up. It is only taken when it cannot reorder anything, and the pump may decl
 room for effects), in which case the frame takes the library's way. It relies on the
 ``Assembler``'s queue (``recv_messages.frames``) of websockets 17 as well.
 
+Such frames are not even parsed by websockets when the bytes read off the socket start at a
+frame boundary: :meth:`HarkenConnection.data_received` cuts the whole, unfragmented, masked
+binary frames at their start itself (two header bytes, the length, the mask: the audio every
+client sends) and hands their payloads over, and gives websockets only what follows. That is
+taken only while websockets' parser is known to wait for the first byte of a frame with nothing
+buffered (its generator suspended in ``StreamReader.at_eof``), the connection is open, no
+fragmented message or extension is in play and the frame is within ``max_size``; anything
+else (text, control frames, a frame cut across reads, a frame too large) goes through
+websockets unchanged, so its checks and its close codes stay the library's. Should websockets'
+internals ever change shape, the check fails and every frame takes the library's way.
+
 The first request's bytes go through a :class:`~harken.server.post_body.BodyReader` before
 websockets parses them, so that a ``POST`` with a body (Twilio's voice webhook) reaches the
 routes: :attr:`HarkenConnection.form_body` and :attr:`HarkenConnection.body_error`.
@@ -28,7 +39,13 @@ from typing import Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import TooManyFragments
 from websockets.frames import Frame, Opcode
-from websockets.protocol import Event
+from websockets.protocol import Event, Protocol, State
+from websockets.streams import StreamReader
+
+try:
+    from websockets.speedups import apply_mask  # websockets' C unmasking, as its parser uses
+except ImportError:  # pragma: no cover - a websockets built without its C extension
+    from websockets.utils import apply_mask
 
 from harken.protocol.messages import Generation
 from harken.server.post_body import BodyReader
@@ -41,6 +58,46 @@ class BadFrame(enum.Enum):
 
 INVALID_UTF8 = BadFrame.INVALID_UTF8
 TOO_MANY_FRAGMENTS = BadFrame.TOO_MANY_FRAGMENTS
+
+
+_AT_EOF = StreamReader.at_eof.__code__
+_BINARY_FIN = 0x82  # FIN, no reserved bits, opcode 2
+_MASKED = 0x80
+
+
+def at_frame_start(protocol: Protocol) -> bool:
+    """websockets' parser waits for the first byte of a frame, with nothing buffered, on an
+    open connection with no fragmented message, extension or debug logging in play."""
+    if (
+        protocol.reader.buffer
+        or protocol.state is not State.OPEN
+        or protocol.current_size is not None
+        or protocol.extensions
+        or protocol.debug
+    ):
+        return False
+    parser: Any = protocol.parser
+    while (inner := getattr(parser, "gi_yieldfrom", None)) is not None:
+        parser = inner
+    return getattr(parser, "gi_code", None) is _AT_EOF
+
+
+def binary_frame(data: bytes, at: int, limit: int | None) -> tuple[int, int] | None:
+    """The (payload start, end) of the whole, unfragmented, masked binary frame at ``at``
+    (length within ``limit``); None if there is none (another kind, or not all here)."""
+    end = len(data)
+    if end - at < 6 or data[at] != _BINARY_FIN or data[at + 1] < _MASKED:
+        return None
+    length, start = data[at + 1] & 0x7F, at + 6
+    if length == 126:
+        if end - at < 8:
+            return None
+        length, start = int.from_bytes(data[at + 2 : at + 4], "big"), at + 8
+    elif length == 127:
+        return None  # 64 KiB or more: not an audio frame; websockets judges it
+    if (limit is not None and length > limit) or start + length > end:
+        return None
+    return start, start + length
 
 
 class HarkenConnection(ServerConnection):
@@ -71,7 +128,24 @@ class HarkenConnection(ServerConnection):
                 self._body_reader = None
             if not data:
                 return
+        if self.on_binary is not None and at_frame_start(self.protocol):
+            used = self._binary_frames(data)
+            if used == len(data):
+                return
+            data = data[used:]
         super().data_received(data)
+
+    def _binary_frames(self, data: bytes) -> int:
+        """Hand the whole binary frames at the start of ``data`` to :attr:`on_binary`, while
+        it takes them; the bytes used."""
+        at, limit = 0, self.protocol.max_message_size
+        while (frame := binary_frame(data, at, limit)) is not None:
+            handler, (start, end) = self.on_binary, frame
+            payload = apply_mask(data[start:end], data[start - 4 : start])
+            if handler is None or not self._receiver_waits() or not handler(payload):
+                break
+            at = end
+        return at
 
     def process_event(self, event: Event) -> None:
         handler = self.on_binary
