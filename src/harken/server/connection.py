@@ -134,16 +134,23 @@ class Pump:
         self.going = True
         self.stop(codes.SERVER_GOING_AWAY, GOING_AWAY)
 
-    def _call(self, method: Callable[..., None], *args: Any, throttle: bool = False) -> None:
+    def _call(
+        self,
+        method: Callable[..., None],
+        *args: Any,
+        throttle: bool = False,
+        at: float | None = None,
+    ) -> None:
         """Feed one input to the session and queue its effects. Never raises.
 
         If the input produced no effect but moved the session's next deadline earlier, the
         executor is woken to re-plan its sleep; with ``throttle`` (audio frames, the hot path)
-        that check runs at most every ``RECHECK`` seconds.
+        that check runs at most every ``RECHECK`` seconds. ``at``: the time, if the caller has
+        just read the clock.
         """
         if self._broken:
             return
-        now = self._loop.time()
+        now = self._loop.time() if at is None else at
         try:
             method(*args, now)
             effects = self.session.effects()
@@ -420,7 +427,7 @@ class Pump:
         elif isinstance(data, bytes):  # one call per frame: audio and what VAD heard
             heard = () if self._ears is None else self._hear(data)
             if heard is not None:
-                self._call(session.receive_heard, data, heard, throttle=True)
+                self._call(session.receive_heard, data, heard, throttle=True, at=now)
         self._metrics.frame_seconds.observe(loop.time() - now)
         return True
 

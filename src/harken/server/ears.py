@@ -45,6 +45,10 @@ class Ears:
         if not whole:
             return []
         probability = self._stream.probability
+        if whole == step:  # the usual: this data completes one frame
+            frame = bytes(buffer[:step])
+            del buffer[:step]
+            return [(probability(np.frombuffer(frame, "<i2")), frame)]
         frames = [bytes(buffer[i : i + step]) for i in range(0, whole, step)]
         del buffer[:whole]
         return [(probability(np.frombuffer(f, "<i2")), f) for f in frames]

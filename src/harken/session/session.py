@@ -24,7 +24,7 @@ from harken.session.history import Conversation
 from harken.session.listener import Listener, ListenerConfig
 from harken.session.outbox import Outbox
 from harken.session.replies import AgentState
-from harken.session.state import Event, Phase, State
+from harken.session.state import Event, Phase, State, phase_of
 from harken.session.turns import Cause, Turns
 
 C = TypeVar("C", ThinkConfig, SpeakConfig)
@@ -94,7 +94,7 @@ class Session:
 
     @property
     def phase(self) -> Phase:
-        return self.turns.phase
+        return phase_of(self.turns.state)
 
     @property
     def closed(self) -> bool:
@@ -142,8 +142,8 @@ class Session:
             return
         self.last_client_frame = now
         self.audio_bytes_in += len(data)
-        self.turns.fire(Event.AUDIO, Cause(now))
-        if self.phase is Phase.ACTIVE and self.listen is None and not self._warned_unheard:
+        self.turns.fire_at(Event.AUDIO, now)
+        if not self._warned_unheard and self.listen is None and self.phase is Phase.ACTIVE:
             self._warned_unheard = True  # once: a text-only agent does not listen
             self.out.send(
                 m.Warning(
@@ -167,7 +167,7 @@ class Session:
         into turns. Frames before Settings, after close or without a listen provider (a
         text-only agent) are ignored.
         """
-        if self.phase is not Phase.ACTIVE or self.listen is None:
+        if self.listen is None or self.phase is not Phase.ACTIVE:
             return
         event = self.listener.feed(probability, frame)
         if event is not None:

@@ -36,10 +36,8 @@ from harken.session.reply import Timing
 from harken.session.state import (
     Action,
     Event,
-    Phase,
     State,
     Turn,
-    phase_of,
     transition,
     turn_of,
 )
@@ -102,15 +100,21 @@ class Turns:
     def turn(self) -> Turn:
         return turn_of(self.state)
 
-    @property
-    def phase(self) -> Phase:
-        return phase_of(self.state)
-
     def fire(self, event: Event, cause: Cause) -> None:
         row = transition(self.state, event)
         self.state = row.next
         for action in row.actions:
             self._actions[action](cause)
+
+    def fire_at(self, event: Event, now: float) -> None:
+        """:meth:`fire` with a bare :class:`Cause` made only if the row has actions (the
+        audio of every frame: its rows but one have none)."""
+        row = transition(self.state, event)
+        self.state = row.next
+        if row.actions:
+            cause = Cause(now)
+            for action in row.actions:
+                self._actions[action](cause)
 
     def _fire_from_reply(self, event: Event, now: float, detail: str) -> None:
         self.fire(event, Cause(now, text=detail))
