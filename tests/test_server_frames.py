@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
+import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
@@ -133,6 +135,11 @@ def cuts(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[int, int]]]:
     yield seen
 
 
+def http_get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return str(response.read().decode())
+
+
 def user_says(ws: ClientConnection) -> str:
     while True:
         message = recv_json(ws, 10)
@@ -231,3 +238,17 @@ def test_a_binary_frame_over_max_size_is_closed_by_websockets(make_server: Any) 
             for _ in range(50):
                 ws.recv(timeout=2)
         assert ws.protocol.close_rcvd is not None and ws.protocol.close_rcvd.code == 1009
+
+
+def test_nothing_after_a_tripped_limit_is_read_even_in_the_same_read(make_server: Any) -> None:
+    """A frame over the frame limit among frames cut by harken in one read: the session stops
+    with its Error, and the frames behind it in that read are not handled (not counted)."""
+    server: ServerThread = make_server(max_frame_bytes=4096)
+    with start_session(server) as ws:
+        ok = wire(Opcode.BINARY, b"\x00\x01" * 320)
+        ws.socket.sendall(ok + wire(Opcode.BINARY, b"\x00" * 8192) + ok * 5)
+        error = recv_until(ws, "Error")[-1]
+        assert error["code"] == "MESSAGE_TOO_LARGE", error
+    metrics = http_get(server.http("/metrics"))
+    counted = re.search(r'harken_client_messages_total\{type="audio"\} ([0-9.]+)', metrics)
+    assert counted is not None and float(counted[1]) == 2.0, metrics  # the ok one and the big one

@@ -409,7 +409,8 @@ class Pump:
             self.stop(codes.INTERNAL_SERVER_ERROR, INTERNAL)
             going = False
         if not going and self._receiver is not None:  # a limit tripped: read nothing more
-            self._receiver.cancel()  # (its finally takes this path away)
+            self._receiver.cancel()  # its wait ends at once, so the connection hands over
+            # nothing more, not even the rest of this read; its finally takes this path away
         return True
 
     def _handle(self, data: str | bytes | BadFrame) -> bool:
