@@ -142,13 +142,13 @@ class Step:
 
 
 def _kind(priority: int, fn: Callable[[], Any]) -> str:
-    name = getattr(fn, "__qualname__", "")
+    name = getattr(getattr(fn, "func", fn), "__qualname__", "")  # through a partial
     if priority == BACKGROUND:
         return "prime"
     if priority == NORMAL:
         return "llm"  # LlamaLLM.stream: one step per prompt chunk or token
-    if priority == URGENT and "transcribe" in name:
-        return "stt"  # WhisperSTT.transcribe: one step per utterance
+    if priority == URGENT and name.startswith("WhisperSTT."):
+        return "stt"  # WhisperSTT.transcribe: an encoder and a decoder step per piece
     if priority == URGENT and name.endswith("stream.<locals>.step"):
         return "tts"  # PiperTTS.synthesize: one step per chunk of speech
     return "other"
@@ -404,7 +404,8 @@ def analyse(
     turn.after_tts = first_audio - max(s.end for s in spoken) if spoken else None
     heard = [s for s in timeline.between(ended - 2.0, first_audio) if s.key == key]
     stt = [s for s in heard if s.kind == "stt"]
-    turn.stt_call = stt[-1].end - stt[-1].start if stt else None
+    # the last piece's encoder and decoder steps
+    turn.stt_call = sum(s.end - s.start for s in stt[-2:]) if stt else None
 
 
 # ----------------------------------------------------------------------------- barge-in

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -22,12 +23,12 @@ from hypothesis import strategies as st
 from harken.engines.assemble import verify
 from harken.engines.lane import SESSION, ComputeLane
 from harken.errors import ModelError, ProviderError
-from harken.protocol.audio import resample
+from harken.protocol.audio import int16_to_float32, resample
 from harken.providers.base import STT
 from harken.providers.stt import WhisperSTT
 from harken.providers.stt.whisper import (
     PIECE_S,
-    _Fit,
+    _Encoder,
     fitted,
     keep_segment,
     load_model,
@@ -35,6 +36,7 @@ from harken.providers.stt.whisper import (
     pieces,
     unsure,
 )
+from harken.providers.tts.espeak import EspeakTTS
 from speech import (
     Utterance,
     corpus_wer,
@@ -224,7 +226,50 @@ async def test_concurrent_transcriptions_share_the_lane(
     )
     print(f"\n3 concurrent transcriptions: {time.perf_counter() - started:.2f} s")
     assert texts == [base_texts[u.name] for u in chosen]
-    assert lane.steps_run - steps == 3  # one lane step per transcription
+    assert lane.steps_run - steps == 6  # two lane steps per transcription: encoder, decoder
+
+
+def test_the_decoder_step_reuses_the_encoder_step(
+    base: WhisperSTT, speech: list[Utterance], base_texts: dict[str, str]
+) -> None:
+    """The encoder runs once per piece, in the encoder step, and what the two steps make is what
+    faster-whisper makes in one call (the encoder's input built as faster-whisper builds it)."""
+    model = base._model
+    encoder = cast(_Encoder, model.encode)
+    runs = encoder.runs
+    assert _run_all(base, speech) == base_texts
+    assert encoder.runs - runs == len(speech)
+    switch = encoder.switch
+    switch.margin = round(base.fit_margin * 100)  # in one call, on this thread: the old way
+    try:
+        for u in speech:
+            options = base.options(u.seconds, "en", None)
+            segments, _ = model.transcribe(int16_to_float32(u.samples), **options)
+            one_call = " ".join(s.text.strip() for s in segments if keep_segment(s))
+            assert one_call == base_texts[u.name], u.name
+    finally:
+        switch.margin = None
+
+
+@pytest.mark.parametrize(
+    ("voice", "text"),
+    [
+        ("de", "Guten Morgen, wie geht es Ihnen heute? Ich möchte einen Tisch reservieren."),
+        ("es", "Buenos días, ¿cómo está usted? Quisiera reservar una mesa para dos personas."),
+    ],
+)
+async def test_the_encoder_step_detects_the_language(
+    base: WhisperSTT, lane: ComputeLane, voice: str, text: str
+) -> None:
+    """With ``multi`` the language is detected on the encoder step's output: as faster-whisper
+    detects it, and the text is the one decoded in that language given explicitly."""
+    tts = EspeakTTS(need(verify, "espeak-ng", model_root()), voice=voice, lane=lane)
+    spoken = np.concatenate([chunk async for chunk in tts.synthesize(text)])
+    pcm = resample(spoken, tts.capabilities.sample_rate, 16000)
+    detected, _probability = base._model.detect_language(int16_to_float32(pcm))[:2]
+    assert detected == voice
+    given = await base.transcribe(pcm, language=voice)
+    assert await base.transcribe(pcm, language="multi") == given
 
 
 async def test_language_codes(base: WhisperSTT, tiny: WhisperSTT, speech: list[Utterance]) -> None:
@@ -244,15 +289,23 @@ async def test_bad_input_is_a_provider_error(base: WhisperSTT) -> None:
         await base.transcribe(np.zeros((16000, 2), np.int16))
 
 
+@pytest.mark.parametrize("step", ["encoder", "decoder"])
 async def test_engine_failure_is_translated(
-    lane: ComputeLane, tiny: WhisperSTT, monkeypatch: pytest.MonkeyPatch
+    lane: ComputeLane, tiny: WhisperSTT, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("CTranslate2 fell over")
 
+    def features(audio: object) -> np.ndarray:
+        return np.ones((80, 101), np.float32)
+
     broken = WhisperSTT(tiny.model_path, lane)  # shares the loaded model
-    fake = type("M", (), {"transcribe": staticmethod(explode), "harken_fit": _Fit()})
-    monkeypatch.setattr(broken, "_model", fake())
+    parts = {
+        "feature_extractor": staticmethod(features),
+        "encode": _Encoder(explode if step == "encoder" else features),
+        "transcribe": staticmethod(explode),
+    }
+    monkeypatch.setattr(broken, "_model", type("M", (), parts)())
     with pytest.raises(ProviderError, match="fell over") as info:
         await broken.transcribe(noise(1.0, -20.0))
     assert isinstance(info.value.__cause__, RuntimeError)
@@ -358,27 +411,31 @@ def test_pieces_are_cut_where_the_speech_pauses() -> None:
     pauses = [(90_000, 96_000), (200_000, 205_000), (330_000, 336_000)]  # 0.3-0.4 s each
     for start, end in pauses:
         speech[start:end] = rng.integers(-30, 30, end - start, dtype=np.int16)
-    cut = pieces(speech, int(16000 * PIECE_S))
+    cut = pieces(speech, 16000 * 10)  # pieces of up to 10 s: one cut at each pause
     ends = np.cumsum([piece.size for piece in cut])[:-1]
     assert len(cut) == 4
     assert all(start < at < end for at, (start, end) in zip(ends, pauses, strict=True)), ends
 
 
-async def test_a_long_turn_is_transcribed_in_pieces_one_lane_step_each(
+async def test_a_long_turn_is_transcribed_in_pieces_two_lane_steps_each(
     base: WhisperSTT, speech: list[Utterance], lane: ComputeLane
 ) -> None:
     """A turn longer than PIECE_S (here 6 recordings with pauses, ~22 s) is cut at its pauses
-    and each piece is one lane step, so no step transcribes more than PIECE_S; every
-    recording's words are still there."""
+    and each piece is two lane steps (encoder, decoder), so no step works on more than PIECE_S;
+    every recording's words are still there."""
     chosen = speech[:6]
     pause = np.zeros(16000 * 6 // 10, np.int16)
     turn = np.concatenate([part for u in chosen for part in (u.samples, pause)])
     assert turn.size > 2 * 16000 * PIECE_S
-    before, refits = len([w for w in lane.waits if w.what == "stt"]), base.refits
+    encoder = cast(_Encoder, base._model.encode)
+    before = len([w for w in lane.waits if w.what == "stt"])
+    refits, runs = base.refits, encoder.runs
     text = await base.transcribe(turn)
     steps = len([w for w in lane.waits if w.what == "stt"]) - before
     cut = pieces(turn, int(16000 * PIECE_S))
-    assert len(cut) >= 3 and steps == len(cut) + base.refits - refits, (steps, len(cut))
+    decodings = len(cut) + base.refits - refits
+    assert len(cut) >= 3 and steps == 2 * decodings, (steps, len(cut))
+    assert encoder.runs - runs == decodings
     reference = " ".join(u.text for u in chosen)
     errors = wer(reference, text)
     print(f"{turn.size / 16000:.1f} s in {steps} steps: {errors:.1%} WER: {text}")

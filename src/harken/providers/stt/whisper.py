@@ -2,12 +2,17 @@
 
 One loaded ``WhisperModel`` per model directory and settings is shared by every provider and
 session of the process (a weak cache, so it is freed when no provider holds it). A turn of up to
-``PIECE_S`` seconds is one ``URGENT`` lane step; a longer one is cut at its quietest moments
-(:func:`pieces`) into pieces of at most ``PIECE_S``, one step each, so that other sessions' steps
-run between them. On two cores whisper-base takes ≈ 0.85 s for 30 s of read speech in one step;
-in 10 s pieces its longest step was 0.45 s, with 1.3 % word errors against 2.7 % (shorter pieces
-cut more words: 5.3-6.7 % at 4-6 s). A decoding again over the full window (below) is a step of
-its own too.
+``PIECE_S`` seconds is two ``URGENT`` lane steps, the encoder's and the decoder's (so other
+sessions' steps run between them); a longer one is cut at its quietest moments (:func:`pieces`)
+into pieces of at most ``PIECE_S``, two steps each. On two cores whisper-base takes ≈ 0.85 s for
+30 s of read speech in one step. In 8 s pieces, on three 31-39 s turns of the test recordings,
+the longest encoder step was 0.14 s and the longest decoder step 0.29 s, with 2.7 %, 4.2 % and
+2.1 % word errors (10 s pieces: 1.3 %, 3.1 %, 2.1 %, but decoder steps up to 0.35 s; 6-7 s: up to
+8 %, as shorter pieces cut more words; the text of the pieces before as Whisper's prompt made it
+loop: 5-28 %). The decoder cannot be cut finer: CTranslate2 decodes a forced prefix token by
+token, as slowly as it generates, so continuing a decoding from its first tokens costs them again.
+A decoding again over the full window (below) is two steps of its own too; its encoder step is
+the one long step left (≈ 0.6 s with base), and it is rare.
 
 **Fitted encoder window.** faster-whisper pads every input to Whisper's 30 s window, so the
 encoder, most of the cost, does the same work for a 3 s turn as for a 30 s one (0.6 s with base
@@ -48,10 +53,11 @@ import re
 import threading
 import weakref
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, Protocol, cast
+from typing import Any, Final, Protocol, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -60,6 +66,8 @@ from harken.engines.lane import URGENT, ComputeLane
 from harken.errors import ModelError, ProviderError
 from harken.protocol.audio import int16_to_float32
 from harken.providers.base import Capabilities, Int16Array
+
+T = TypeVar("T")
 
 SAMPLE_RATE: Final = 16000
 MIN_SAMPLES: Final = SAMPLE_RATE // 10
@@ -86,9 +94,9 @@ FULL_WINDOW_FRAMES: Final = 3000
 """Whisper's window: 30 s of 10 ms feature frames."""
 FIT_MARGIN_S: Final = 3.0
 """Padding kept after the speech in a fitted window (seconds; rounded up to whole seconds)."""
-PIECE_S: Final = 10.0
-"""The longest audio transcribed in one lane step; a longer turn is cut into pieces (see the
-module's docstring for why 10 s)."""
+PIECE_S: Final = 8.0
+"""The longest audio transcribed in one encoder step and one decoder step; a longer turn is cut
+into pieces (see the module's docstring for why 8 s)."""
 QUIET_S: Final = 0.2
 """A cut goes in the middle of the quietest stretch this long (a pause between words)."""
 TOKENS_PER_SECOND: Final = 15
@@ -123,10 +131,18 @@ class Segment(Protocol):
 
 
 class _WhisperModel(Protocol):
-    """The part of ``faster_whisper.WhisperModel`` harken uses."""
+    """The part of ``faster_whisper.WhisperModel`` harken uses (``encode`` is an
+    :class:`_Encoder` once :func:`load_model` has loaded it)."""
 
     @property
     def supported_languages(self) -> list[str]: ...
+
+    @property
+    def model(self) -> Any: ...  # the CTranslate2 model (for language detection)
+
+    def feature_extractor(self, audio: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
+
+    def encode(self, features: npt.NDArray[np.float32]) -> Any: ...
 
     def transcribe(
         self, audio: npt.NDArray[np.float32], **options: Any
@@ -187,10 +203,21 @@ def load_model(path: Path | str, *, compute_type: str = "int8", cpu_threads: int
 
 
 class _Fit(threading.local):
-    """Per-thread fitted-window margin in frames, ``None`` for the full window (the lane thread
-    sets it around each call)."""
+    """Per-thread settings of the encoder, which the lane thread sets around each call: the
+    fitted window's margin in frames (``None``: the full window), and an encoder step's input
+    and output, which the decoder step gets back instead of encoding the same input again."""
 
     margin: int | None = None
+    ready: tuple[npt.NDArray[np.float32], Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """What an encoder step hands to the decoder step of the same piece."""
+
+    window: npt.NDArray[np.float32]  # the encoder's input
+    output: Any  # its output (a CTranslate2 StorageView)
+    language: str | None  # the language to decode in (detected if none was given)
 
 
 def pieces(samples: Int16Array, longest: int) -> list[Int16Array]:
@@ -227,16 +254,35 @@ def fitted(features: npt.NDArray[np.float32], margin_frames: int) -> npt.NDArray
     return features[..., :keep]
 
 
-def _fit_encoder(model: Any) -> _Fit:
-    """Make ``model.encode`` cut its input to a fitted window while a margin is set."""
-    switch, encode = _Fit(), model.encode
+def window(features: npt.NDArray[np.float32], margin_frames: int | None) -> npt.NDArray[np.float32]:
+    """The encoder's input for the features of one piece, as faster-whisper builds it (their last
+    frame dropped, zero-padded to Whisper's window) and then fitted, if ``margin_frames``."""
+    size = min(FULL_WINDOW_FRAMES, features.shape[-1] - 1)
+    padded = np.zeros((*features.shape[:-1], FULL_WINDOW_FRAMES), np.float32)
+    padded[..., :size] = features[..., :size]
+    return padded if margin_frames is None else fitted(padded, margin_frames)
 
-    def encode_fitted(features: npt.NDArray[np.float32]) -> Any:
-        margin = switch.margin
-        return encode(features if margin is None else fitted(features, margin))
 
-    model.encode = encode_fitted
-    return switch
+class _Encoder:
+    """``model.encode`` as faster-whisper calls it: the input cut to a fitted window while a
+    margin is set, and an encoder step's output returned for that step's input."""
+
+    def __init__(self, encode: Callable[[npt.NDArray[np.float32]], Any]) -> None:
+        self.switch = _Fit()
+        self.runs = 0  # how often the encoder ran (a decoder step that reuses counts nothing)
+        self._encode = encode
+
+    def __call__(self, features: npt.NDArray[np.float32]) -> Any:
+        margin, ready = self.switch.margin, self.switch.ready
+        features = features if margin is None else fitted(features, margin)
+        if ready is not None and np.array_equal(ready[0], features):
+            return ready[1]
+        return self.run(features)
+
+    def run(self, features: npt.NDArray[np.float32]) -> Any:
+        """The encoder itself, on ``features`` as they are."""
+        self.runs += 1
+        return self._encode(features)
 
 
 def _load(directory: Path, compute_type: str, cpu_threads: int) -> Any:
@@ -254,7 +300,7 @@ def _load(directory: Path, compute_type: str, cpu_threads: int) -> Any:
             cpu_threads=cpu_threads,
             local_files_only=True,
         )
-        model.harken_fit = _fit_encoder(model)
+        model.encode = _Encoder(model.encode)
         return model
     except Exception as exc:  # CTranslate2 raises RuntimeError/ValueError for bad files
         raise ModelError(
@@ -330,46 +376,70 @@ class WhisperSTT:
         texts: list[str] = []
         for piece in pieces(samples, round(PIECE_S * SAMPLE_RATE)):
             audio = int16_to_float32(piece)
-            segments = await self._step(audio, lang, hint, self.fit_window)
+            segments = await self._piece(audio, lang, hint, self.fit_window)
             if self.fit_window and (loops(segments) or unsure(segments)):
-                self.refits += 1  # decoded again over the full window, in a step of its own
-                segments = await self._step(audio, lang, hint, False)
+                self.refits += 1  # decoded again over the full window, in steps of its own
+                segments = await self._piece(audio, lang, hint, False)
             texts += [segment.text.strip() for segment in segments if keep_segment(segment)]
         return " ".join(text for text in texts if text)
 
-    async def _step(
+    async def _piece(
         self, audio: npt.NDArray[np.float32], language: str | None, hint: str | None, fit: bool
     ) -> list[Segment]:
-        """One decoding of ``audio`` as a lane step; engine errors become ProviderError."""
-        run = partial(self._decode, audio, language, hint, fit=fit)
+        """One decoding of ``audio`` in two lane steps: the encoder's, then the decoder's."""
+        margin = round(self.fit_margin * 100) if fit else None
+        encoded = await self._step(partial(self._encode, audio, language, margin))
+        return await self._step(partial(self._decode, audio, hint, margin, encoded))
+
+    async def _step(self, run: Callable[[], T]) -> T:
+        """``run()`` as an urgent lane step; engine errors become ProviderError."""
         try:
             return await self._lane.run(run, priority=URGENT, what="stt")
         except Exception as exc:
             raise ProviderError(f"Whisper transcription failed: {exc}", retryable=True) from exc
 
+    def _encode(
+        self, audio: npt.NDArray[np.float32], language: str | None, margin: int | None
+    ) -> _Encoded:
+        """The encoder step: the features of ``audio`` through the encoder, and the language
+        detected on its output where none was given (as faster-whisper would, on one window)."""
+        inputs = window(self._model.feature_extractor(audio), margin)
+        output = cast(_Encoder, self._model.encode).run(inputs)
+        if language is None:
+            ranked = self._model.model.detect_language(output)[0]
+            language = str(ranked[0][0])[2:-2]  # "<|de|>" -> "de"
+        return _Encoded(inputs, output, language)
+
     def _decode(
-        self, audio: npt.NDArray[np.float32], language: str | None, hint: str | None, *, fit: bool
+        self, audio: npt.NDArray[np.float32], hint: str | None, margin: int | None, ready: _Encoded
     ) -> list[Segment]:
-        switch: _Fit = self._model.harken_fit  # type: ignore[attr-defined]
-        switch.margin = round(self.fit_margin * 100) if fit else None
+        """The decoder step: faster-whisper on ``audio``, its encoder call answered with the
+        encoder step's output (a different input, which it never asks for here, would run the
+        encoder again)."""
+        switch = cast(_Encoder, self._model.encode).switch
+        switch.margin, switch.ready = margin, (ready.window, ready.output)
         try:
-            segments, _info = self._model.transcribe(
-                audio,
-                language=language,
-                beam_size=self._beam_size,
-                best_of=1,
-                temperature=0.0,
-                without_timestamps=False,
-                condition_on_previous_text=False,
-                vad_filter=False,
-                no_speech_threshold=None,  # keep_segment() decides, on every segment
-                log_prob_threshold=None,
-                max_new_tokens=self._max_new_tokens(audio.size / SAMPLE_RATE),
-                hotwords=hint,
-            )
+            options = self.options(audio.size / SAMPLE_RATE, ready.language, hint)
+            segments, _info = self._model.transcribe(audio, **options)
             return list(segments)
         finally:
-            switch.margin = None
+            switch.margin = switch.ready = None
+
+    def options(self, seconds: float, language: str | None, hint: str | None) -> dict[str, Any]:
+        """faster-whisper's ``transcribe`` options for ``seconds`` of audio."""
+        return {
+            "language": language,
+            "beam_size": self._beam_size,
+            "best_of": 1,
+            "temperature": 0.0,
+            "without_timestamps": False,
+            "condition_on_previous_text": False,
+            "vad_filter": False,
+            "no_speech_threshold": None,  # keep_segment() decides, on every segment
+            "log_prob_threshold": None,
+            "max_new_tokens": self._max_new_tokens(seconds),
+            "hotwords": hint,
+        }
 
     @staticmethod
     def _max_new_tokens(seconds: float) -> int:
