@@ -93,6 +93,88 @@ async def test_cancelled_steps_never_run(lane: ComputeLane) -> None:
     assert ran == ["after"]
 
 
+async def test_a_chain_is_two_steps_with_no_less_urgent_step_between(lane: ComputeLane) -> None:
+    """The session's own NORMAL step, queued while the first step runs, waits for the second;
+    another session's URGENT step goes between them, as round-robin says."""
+    gate = threading.Event()
+    order: list[str] = []
+    blocker = asyncio.ensure_future(lane.run(key="x", fn=gate.wait))
+    await asyncio.sleep(0.05)  # the lane is now busy with the blocker
+
+    def first() -> int:
+        order.append("a-first")
+        return 20
+
+    def then(value: int) -> int:
+        order.append("a-then")
+        return value + 1
+
+    chained = asyncio.ensure_future(lane.chain(first, then, key="a", priority=URGENT))
+    await asyncio.sleep(0.01)
+    others = [
+        asyncio.ensure_future(lane.run(lambda: order.append("b-tts"), key="b", priority=URGENT)),
+        asyncio.ensure_future(lane.run(lambda: order.append("a-llm"), key="a", priority=NORMAL)),
+    ]
+    await asyncio.sleep(0.01)
+    assert lane.pending() == 4
+    gate.set()
+    assert await chained == 21
+    await asyncio.gather(blocker, *others)
+    assert order == ["a-first", "b-tts", "a-then", "a-llm"]
+
+
+async def test_nothing_less_urgent_runs_between_the_steps_of_a_chain(lane: ComputeLane) -> None:
+    """Queued one after the other, the second step would come after the session's own reply
+    step that was queued while the first ran; queued together, it does not."""
+    order: list[str] = []
+    llm: list[asyncio.Future[None]] = []
+
+    def first() -> int:
+        loop.call_soon_threadsafe(start_llm)
+        time.sleep(0.05)  # the reply's step is queued meanwhile
+        order.append("first")
+        return 1
+
+    def start_llm() -> None:
+        step = lane.run(lambda: order.append("llm"), key="a", priority=NORMAL)
+        llm.append(asyncio.ensure_future(step))
+
+    loop = asyncio.get_running_loop()
+    await lane.chain(first, lambda _: order.append("then"), key="a", priority=URGENT)
+    await asyncio.gather(*llm)
+    assert order == ["first", "then", "llm"]
+
+
+async def test_a_chain_whose_first_step_fails_never_runs_the_second(lane: ComputeLane) -> None:
+    ran: list[object] = []
+
+    def boom() -> int:
+        raise ValueError("encoder exploded")
+
+    with pytest.raises(ValueError, match="encoder exploded"):
+        await lane.chain(boom, ran.append, key="a", priority=URGENT)
+    await lane.run(lambda: None, key="a")  # after whatever the chain left queued
+    assert ran == []
+
+
+async def test_a_cancelled_chain_runs_no_more_of_its_steps(lane: ComputeLane) -> None:
+    gate = threading.Event()
+    ran: list[str] = []
+    blocker = asyncio.ensure_future(lane.run(key="x", fn=gate.wait))
+    await asyncio.sleep(0.05)
+    chained = asyncio.ensure_future(
+        lane.chain(lambda: ran.append("first"), lambda _: ran.append("then"), key="a")
+    )
+    await asyncio.sleep(0.01)
+    chained.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await chained
+    gate.set()
+    await blocker
+    await lane.run(lambda: ran.append("after"), key="a")
+    assert ran == ["after"]
+
+
 async def test_stream_interleaves_sessions_step_by_step(lane: ComputeLane) -> None:
     order: list[str] = []
 

@@ -38,6 +38,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+A = TypeVar("A")
 
 SESSION: ContextVar[str] = ContextVar("harken_session", default="-")
 """The session (connection) on whose behalf the current task runs model work."""
@@ -160,6 +161,44 @@ class ComputeLane:
             raise
         return result
 
+    async def chain(
+        self,
+        first: Callable[[], A],
+        then: Callable[[A], T],
+        *,
+        priority: int = NORMAL,
+        key: str | None = None,
+        what: str = "",
+    ) -> T:
+        """``then(first())`` as two steps of session ``key``, queued together: other sessions'
+        steps of the class may run between them, as between any two of its steps, but no step
+        of a less urgent class (queued one after the other, the lane would be free between
+        them, and could start a long step of the session's own reply there). If ``first``
+        fails, ``then`` is never called and the error is raised."""
+        loop = asyncio.get_running_loop()
+        key = SESSION.get() if key is None else key
+        made: list[A] = []
+
+        def run_then() -> T:
+            if not made:  # first failed: the caller sees its error, not this one
+                raise RuntimeError(f"{what} step skipped: the step before it failed")
+            return then(made.pop())
+
+        def queued(fn: Callable[[], Any]) -> _Step:
+            return _Step(key, priority, fn, loop.create_future(), loop, next(self._seq), what=what)
+
+        steps = [queued(lambda: made.append(first())), queued(run_then)]
+        steps[1].future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._put(*steps)
+        try:
+            await steps[0].future
+            result: T = await steps[1].future
+        except BaseException:
+            for each in steps:
+                each.cancelled = True
+            raise
+        return result
+
     async def stream(
         self,
         make: Callable[[], Iterator[T]],
@@ -262,16 +301,17 @@ class ComputeLane:
 
     # ------------------------------------------------------------------ internals
 
-    def _put(self, step: _Step) -> None:
+    def _put(self, *steps: _Step) -> None:
         with self._cond:
             if self._closed:
                 raise RuntimeError("the compute lane is closed")
-            queues = self._queues[step.priority]
-            if step.key not in queues:
-                queues[step.key] = deque()
-                self._turn[step.priority].append(step.key)
-            step.steps_before = self.steps_run
-            queues[step.key].append(step)
+            for step in steps:  # together: the lane takes none of them before all are queued
+                queues = self._queues[step.priority]
+                if step.key not in queues:
+                    queues[step.key] = deque()
+                    self._turn[step.priority].append(step.key)
+                step.steps_before = self.steps_run
+                queues[step.key].append(step)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
                 self._thread.start()

@@ -2,9 +2,10 @@
 
 One loaded ``WhisperModel`` per model directory and settings is shared by every provider and
 session of the process (a weak cache, so it is freed when no provider holds it). A turn of up to
-``PIECE_S`` seconds is two ``URGENT`` lane steps, the encoder's and the decoder's (so other
-sessions' steps run between them); a longer one is cut at its quietest moments (:func:`pieces`)
-into pieces of at most ``PIECE_S``, two steps each. On two cores whisper-base takes ≈ 0.85 s for
+``PIECE_S`` seconds is two ``URGENT`` lane steps queued together, the encoder's and the
+decoder's (so other sessions' steps run between them, but not a step of the session's own reply);
+a longer one is cut at its quietest moments (:func:`pieces`) into pieces of at most ``PIECE_S``,
+two steps each. On two cores whisper-base takes ≈ 0.85 s for
 30 s of read speech in one step. In 8 s pieces, on three 31-39 s turns of the test recordings,
 the longest encoder step was 0.14 s and the longest decoder step 0.29 s, with 2.7 %, 4.2 % and
 2.1 % word errors (10 s pieces: 1.3 %, 3.1 %, 2.1 %, but decoder steps up to 0.35 s; 6-7 s: up to
@@ -57,7 +58,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Final, Protocol, TypeVar, cast
+from typing import Any, Final, Protocol, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -66,8 +67,6 @@ from harken.engines.lane import URGENT, ComputeLane
 from harken.errors import ModelError, ProviderError
 from harken.protocol.audio import int16_to_float32
 from harken.providers.base import Capabilities, Int16Array
-
-T = TypeVar("T")
 
 SAMPLE_RATE: Final = 16000
 MIN_SAMPLES: Final = SAMPLE_RATE // 10
@@ -386,15 +385,13 @@ class WhisperSTT:
     async def _piece(
         self, audio: npt.NDArray[np.float32], language: str | None, hint: str | None, fit: bool
     ) -> list[Segment]:
-        """One decoding of ``audio`` in two lane steps: the encoder's, then the decoder's."""
+        """One decoding of ``audio`` in two lane steps queued together, the encoder's and then
+        the decoder's; engine errors become ProviderError."""
         margin = round(self.fit_margin * 100) if fit else None
-        encoded = await self._step(partial(self._encode, audio, language, margin))
-        return await self._step(partial(self._decode, audio, hint, margin, encoded))
-
-    async def _step(self, run: Callable[[], T]) -> T:
-        """``run()`` as an urgent lane step; engine errors become ProviderError."""
+        encode = partial(self._encode, audio, language, margin)
+        decode = partial(self._decode, audio, hint, margin)
         try:
-            return await self._lane.run(run, priority=URGENT, what="stt")
+            return await self._lane.chain(encode, decode, priority=URGENT, what="stt")
         except Exception as exc:
             raise ProviderError(f"Whisper transcription failed: {exc}", retryable=True) from exc
 
