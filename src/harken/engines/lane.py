@@ -60,9 +60,9 @@ BUDGET_SHARE = 1.5
 """Over budget: more than this many times the mean decayed use of the other sessions waiting.
 At 2.0 a canary conversation beside a session that re-sends a 10,000-message context alternated
 step for step with it (its use 2.9 s against 5.8 s: 1.98, not over): 2.06-2.98x its quiet reply
-time in six runs of ``hostile_bench.py``; at 1.5, 1.60x and 1.82x (BENCHMARKS.md). 1.5 had once
-reordered two ordinary sessions of a test, which primed one after the other; they now prime side
-by side, as a server's sessions do."""
+time in six runs of ``hostile_bench.py``; at 1.5, 1.60x, 1.82x and, in a slow phase of the VM,
+2.82x (BENCHMARKS.md). 1.5 had once reordered two ordinary sessions of a test, which primed one
+after the other; they now prime side by side, as a server's sessions do."""
 ANTICIPATE = 0.03
 """After a step of a session within budget, the lane stays idle this long rather than start a
 step of an over-budget one, when that is all there is: a stream's next step (the next token)
