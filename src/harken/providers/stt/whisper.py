@@ -5,8 +5,8 @@ session of the process (a weak cache, so it is freed when no provider holds it).
 ``PIECE_S`` seconds is two ``URGENT`` lane steps queued together, the encoder's and the
 decoder's (so other sessions' steps run between them, but not a step of the session's own reply);
 a longer one is cut at its quietest moments (:func:`pieces`) into pieces of at most ``PIECE_S``,
-two steps each. On two cores whisper-base takes ≈ 0.85 s for
-30 s of read speech in one step. In 8 s pieces, on three 31-39 s turns of the test recordings,
+two steps each. On two cores whisper-base takes ≈ 0.85 s for 30 s of read speech in one step.
+In 8 s pieces, on three 31-39 s turns of the test recordings,
 the longest encoder step was 0.14 s and the longest decoder step 0.29 s, with 2.7 %, 4.2 % and
 2.1 % word errors (10 s pieces: 1.3 %, 3.1 %, 2.1 %, but decoder steps up to 0.35 s; 6-7 s: up to
 8 %, as shorter pieces cut more words; the text of the pieces before as Whisper's prompt made it
@@ -207,7 +207,7 @@ class _Fit(threading.local):
     and output, which the decoder step gets back instead of encoding the same input again."""
 
     margin: int | None = None
-    ready: tuple[npt.NDArray[np.float32], Any] | None = None
+    ready: _Encoded | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,10 +255,10 @@ def fitted(features: npt.NDArray[np.float32], margin_frames: int) -> npt.NDArray
 
 def window(features: npt.NDArray[np.float32], margin_frames: int | None) -> npt.NDArray[np.float32]:
     """The encoder's input for the features of one piece, as faster-whisper builds it (their last
-    frame dropped, zero-padded to Whisper's window) and then fitted, if ``margin_frames``."""
-    size = min(FULL_WINDOW_FRAMES, features.shape[-1] - 1)
-    padded = np.zeros((*features.shape[:-1], FULL_WINDOW_FRAMES), np.float32)
-    padded[..., :size] = features[..., :size]
+    frame dropped, padded to Whisper's window by its own ``pad_or_trim``) and then fitted, if
+    ``margin_frames``."""
+    pad_or_trim = importlib.import_module("faster_whisper.audio").pad_or_trim
+    padded: npt.NDArray[np.float32] = pad_or_trim(features[..., : features.shape[-1] - 1])
     return padded if margin_frames is None else fitted(padded, margin_frames)
 
 
@@ -274,8 +274,8 @@ class _Encoder:
     def __call__(self, features: npt.NDArray[np.float32]) -> Any:
         margin, ready = self.switch.margin, self.switch.ready
         features = features if margin is None else fitted(features, margin)
-        if ready is not None and np.array_equal(ready[0], features):
-            return ready[1]
+        if ready is not None and np.array_equal(ready.window, features):
+            return ready.output
         return self.run(features)
 
     def run(self, features: npt.NDArray[np.float32]) -> Any:
@@ -414,7 +414,7 @@ class WhisperSTT:
         encoder step's output (a different input, which it never asks for here, would run the
         encoder again)."""
         switch = cast(_Encoder, self._model.encode).switch
-        switch.margin, switch.ready = margin, (ready.window, ready.output)
+        switch.margin, switch.ready = margin, ready
         try:
             options = self.options(audio.size / SAMPLE_RATE, ready.language, hint)
             segments, _info = self._model.transcribe(audio, **options)
